@@ -1,0 +1,170 @@
+"""Fit a (possibly multi-scale) stack of kernel ensembles for B replicas at once.
+
+This layer sits between the trainer (:mod:`sparker.trainer`, one block, given
+widths and starting centres) and the user-facing estimator and tests.  It turns
+a :class:`~sparker.config.TrainingConfig` into width schedules, draws every
+replica's starting centres from its own seed, and trains the layers of a stack
+one after another from broad to narrow scales, each on top of the fixed log
+ratio of the layers before it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .config import TrainingConfig
+from .kernels import evaluate, get_competition
+from .schedules import pairwise_distance_quantiles, width_schedule
+from .trainer import TrainResult, train_replicas
+
+__all__ = ["resolve_widths", "init_centres", "fit_stack", "StackFit", "stack_log_ratio"]
+
+
+def resolve_widths(reference_std: np.ndarray, config: TrainingConfig, seed) -> list[tuple[float, float]]:
+    """(sigma_start, sigma_end) of every layer, in standardised units.
+
+    Unset widths come from pairwise-distance quantiles of the standardised
+    reference, estimated on at most 2,000 points drawn with ``seed``.
+    """
+    out = []
+    rng = np.random.default_rng(seed)
+    cache: dict[float, float] = {}
+    for layer in config.layer_configs():
+        pair = []
+        for value, q in ((layer.sigma_start, layer.sigma_start_quantile),
+                         (layer.sigma_end, layer.sigma_end_quantile)):
+            if value is None:
+                if q not in cache:
+                    cache[q] = float(pairwise_distance_quantiles(reference_std, q, rng=rng))
+                value = cache[q]
+            pair.append(float(value))
+        out.append((pair[0], pair[1]))
+    return out
+
+
+def init_centres(X: torch.Tensor, ref_weight: torch.Tensor, data_weight: torch.Tensor,
+                 n_kernels: int, rngs: list[np.random.Generator]) -> torch.Tensor:
+    """Centres at distinct random data points of each replica.
+
+    Replica b draws ``n_kernels`` distinct rows with ``data_weight[:, b] > 0``
+    using its own generator; if it has fewer data points than kernels, it tops
+    up with distinct reference rows.
+
+    Returns
+    -------
+    Tensor of shape (B, n_kernels, d), float64
+    """
+    data_mask = (data_weight > 0).cpu().numpy()
+    ref_mask = (ref_weight > 0).cpu().numpy()
+    Xc = X.detach().to("cpu", torch.float64)
+    rows = []
+    for b, rng in enumerate(rngs):
+        cand = np.flatnonzero(data_mask[:, b])
+        if len(cand) >= n_kernels:
+            idx = rng.choice(cand, size=n_kernels, replace=False)
+        else:
+            extra = np.setdiff1d(np.flatnonzero(ref_mask[:, b]), cand)
+            if len(cand) + len(extra) < n_kernels:
+                raise ValueError(
+                    f"n_kernels: {n_kernels} kernels need at least as many distinct points, "
+                    f"but replica {b} has {len(cand)} data and {len(extra)} reference points"
+                )
+            idx = np.concatenate([rng.permutation(cand),
+                                  rng.choice(extra, size=n_kernels - len(cand), replace=False)])
+        rows.append(Xc[torch.as_tensor(idx)])
+    return torch.stack(rows)
+
+
+@dataclass
+class StackFit:
+    """Result of :func:`fit_stack`: one :class:`TrainResult` per layer.
+
+    ``statistic`` (B,) is the test statistic of the whole stack, i.e. of the
+    last layer's fit (which includes the fixed earlier layers).
+    """
+
+    layers: list[TrainResult]
+    widths: list[tuple[float, float]]
+    competition: str
+
+    @property
+    def statistic(self) -> np.ndarray:
+        return self.layers[-1].statistic
+
+    @property
+    def converged(self) -> np.ndarray:
+        return np.logical_and.reduce([layer.converged for layer in self.layers])
+
+
+def stack_log_ratio(X: torch.Tensor, layers: list[TrainResult], competition: str) -> torch.Tensor:
+    """Log ratio f(x) of a fitted stack at points X, in float64.
+
+    Returns a tensor of shape (n, B).
+    """
+    comp = get_competition(competition)
+    X64 = X.to(torch.float64)
+    f = torch.zeros(X.shape[0], layers[0].centres.shape[0], dtype=torch.float64, device=X.device)
+    for layer in layers:
+        f += evaluate(X64, layer.centres.to(X.device), layer.amplitudes.to(X.device),
+                      layer.sigma, comp)[0]
+    return f
+
+
+def fit_stack(
+    X: torch.Tensor,
+    ref_weight: torch.Tensor,
+    data_weight: torch.Tensor,
+    config: TrainingConfig,
+    widths: list[tuple[float, float]],
+    seeds,
+    *,
+    record_replicas=(0,),
+) -> StackFit:
+    """Train every layer of ``config`` for B replicas.
+
+    Parameters
+    ----------
+    X : Tensor of shape (N, d)
+        Standardised pool.
+    ref_weight, data_weight : Tensor of shape (N, B)
+    config : TrainingConfig
+    widths : list of (sigma_start, sigma_end)
+        From :func:`resolve_widths`, one pair per layer.
+    seeds : sequence of int or numpy.random.SeedSequence, length B
+        Replica b draws its starting centres from ``seeds[b]`` only, so a
+        replica gives the same result alone or in any batch.
+    record_replicas : sequence of int
+        Replicas whose trajectories are recorded.
+    """
+    B = ref_weight.shape[1]
+    if len(seeds) != B:
+        raise ValueError(f"seeds: need one seed per replica ({B}), got {len(seeds)}")
+    seqs = [s if isinstance(s, np.random.SeedSequence) else np.random.SeedSequence(s) for s in seeds]
+    per_layer = [seq.spawn(len(widths)) for seq in seqs]
+    results: list[TrainResult] = []
+    offset = None
+    for k, (layer, (s0, s1)) in enumerate(zip(config.layer_configs(), widths)):
+        rngs = [np.random.default_rng(p[k]) for p in per_layer]
+        c0 = init_centres(X, ref_weight, data_weight, layer.n_kernels, rngs).to(X.device)
+        res = train_replicas(
+            X, ref_weight, data_weight, c0,
+            width_schedule(layer.schedule, layer.epochs, s0, s1),
+            competition=layer.competition,
+            lr_centres=layer.lr_centres,
+            lr_amplitudes=layer.lr_amplitudes,
+            a_max=layer.a_max,
+            l1=layer.l1,
+            reseed=layer.reseed,
+            offset=offset,
+            chunk_rows=layer.chunk_rows,
+            record_every=layer.record_every,
+            record_replicas=record_replicas,
+        )
+        results.append(res)
+        if k + 1 < len(widths):
+            f = stack_log_ratio(X, [res], layer.competition).to(X.dtype)
+            offset = f if offset is None else offset + f
+    return StackFit(layers=results, widths=list(widths), competition=config.competition)

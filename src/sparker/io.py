@@ -1,0 +1,400 @@
+"""Reading samples from files and writing results safely.
+
+Tables are read by file suffix through a registry (``.npy``, ``.npz``, ``.csv``,
+``.csv.gz``, ``.parquet``), so the command line and the Python API accept the same
+formats. Files are written atomically: the content goes to a temporary file in the
+target directory, is flushed to disk, and then replaces the target in one
+``os.replace``, so a reader never sees a half-written file and a failed write leaves
+any previous file intact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import math
+import os
+import secrets
+import zipfile
+import zlib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._validation import _frame_to_array
+
+__all__ = [
+    "SUPPORTED_SUFFIXES",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "read_table",
+    "write_json",
+]
+
+# Errors raised by numpy, pandas and pyarrow on truncated or corrupted files. pyarrow's
+# ArrowInvalid derives from ValueError and ArrowIOError from OSError.
+_READ_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    OSError,
+    EOFError,
+    zipfile.BadZipFile,
+    zlib.error,
+    UnicodeDecodeError,
+)
+
+
+def read_table(
+    path: str | os.PathLike[str], *, name: str, key: str | None = None
+) -> tuple[np.ndarray, list[str] | None]:
+    """Read a sample of shape (n_samples, n_features) from a file.
+
+    The format is chosen by suffix (case-insensitive):
+
+    - ``.npy``: memory-mapped read-only with ``numpy.load(mmap_mode="r")``, no pickle.
+    - ``.npz``: the only array in the archive, or the one named ``key``; no pickle.
+    - ``.csv``, ``.csv.gz``: read with :func:`pandas.read_csv`. The first row is a
+      header unless all its cells are numbers (or ``true``/``false``). A first column
+      with an empty header, as written by ``DataFrame.to_csv`` with its index, is taken
+      as the row index and dropped.
+    - ``.parquet``: read with :func:`pandas.read_parquet` (needs pyarrow or fastparquet).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        File to read.
+    name : str
+        Name of the argument (e.g. ``"reference"``), used as the prefix of every error
+        message.
+    key : str, optional
+        Name of the array to use in a ``.npz`` archive holding several arrays. Only
+        valid for ``.npz`` files.
+
+    Returns
+    -------
+    array : numpy.ndarray
+        The table as stored: any dtype and shape for ``.npy``/``.npz`` (a read-only
+        memory map for ``.npy``), float64 of shape (n_samples, n_features) for tables.
+        Not yet checked for shape or NaN: pass it to :func:`sparker._validation.check_array`.
+    feature_names : list of str or None
+        Column names of a CSV file with a header or of a Parquet file, else None.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the suffix is not supported, ``key`` is missing, unknown or given for a
+        format without keys, or the file is truncated or corrupted.
+    TypeError
+        If a CSV or Parquet column is not numeric (the column is named).
+    ImportError
+        If a Parquet file is read without pyarrow or fastparquet installed.
+    """
+    path = Path(path)
+    suffix = _match_suffix(path)
+    if suffix is None:
+        raise ValueError(
+            f"{name}: unsupported file type {path.name!r}; supported suffixes are "
+            f"{', '.join(SUPPORTED_SUFFIXES)}"
+        )
+    if not path.exists():
+        raise FileNotFoundError(f"{name}: file not found: {path}")
+    if key is not None and suffix != ".npz":
+        raise ValueError(f"{name}: key={key!r} is only used for .npz files, got {path.name!r}")
+    reader = _READERS[suffix]
+    try:
+        return reader(path, name=name, key=key)
+    except _ReadError as error:
+        raise ValueError(str(error)) from None
+    except _READ_ERRORS as error:
+        if isinstance(error, (FileNotFoundError, IsADirectoryError, PermissionError)):
+            raise type(error)(f"{name}: cannot read {path}: {error}") from error
+        raise ValueError(
+            f"{name}: cannot read {path} (truncated or corrupted {suffix} file?): "
+            f"{type(error).__name__}: {str(error).strip()}"
+        ) from error
+
+
+def atomic_write_bytes(
+    path: str | os.PathLike[str], data: bytes, *, overwrite: bool = False
+) -> None:
+    """Write bytes to a file atomically.
+
+    The bytes go to a temporary file in the same directory, are flushed and
+    ``fsync``-ed, and the temporary file then replaces ``path`` with ``os.replace``.
+    Missing parent directories are created. On failure the temporary file is removed
+    and an existing file at ``path`` is left untouched.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination file.
+    data : bytes
+        Content to write (any bytes-like object).
+    overwrite : bool, default=False
+        Replace ``path`` if it exists. Otherwise an existing file is an error.
+
+    Raises
+    ------
+    FileExistsError
+        If ``path`` exists and ``overwrite`` is False.
+    IsADirectoryError
+        If ``path`` is a directory.
+    TypeError
+        If ``data`` is not bytes-like.
+
+    Notes
+    -----
+    The existence check and the final replace are two steps, so a file created by
+    another process in between is replaced.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data: expected bytes, got {type(data).__name__}")
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory, not a file")
+    if path.exists() and not overwrite:
+        raise FileExistsError(
+            f"{path} already exists; pass overwrite=True to replace it "
+            "(--force on the command line)"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary, descriptor = _create_temporary(path)
+    try:
+        with os.fdopen(descriptor, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+
+
+def atomic_write_text(
+    path: str | os.PathLike[str], text: str, *, overwrite: bool = False
+) -> None:
+    """Write text (UTF-8) to a file atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination file.
+    text : str
+        Content to write, encoded as UTF-8; newlines are written as given.
+    overwrite : bool, default=False
+        Replace ``path`` if it exists.
+
+    Raises
+    ------
+    FileExistsError
+        If ``path`` exists and ``overwrite`` is False.
+    TypeError
+        If ``text`` is not a str.
+
+    See Also
+    --------
+    atomic_write_bytes : the underlying atomic write.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text: expected str, got {type(text).__name__}")
+    atomic_write_bytes(path, text.encode("utf-8"), overwrite=overwrite)
+
+
+def write_json(path: str | os.PathLike[str], obj: Any, *, overwrite: bool = False) -> None:
+    """Write an object as indented JSON, atomically.
+
+    NumPy scalars and arrays, torch tensors (anything with ``tolist``), tuples,
+    ``pathlib`` paths, dataclasses and objects with a ``to_dict`` method are converted
+    to JSON types. Non-finite floats (NaN, inf, -inf) are written as ``null``, since
+    JSON has no such values.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination file.
+    obj : object
+        The object to write.
+    overwrite : bool, default=False
+        Replace ``path`` if it exists.
+
+    Raises
+    ------
+    TypeError
+        If ``obj`` contains a value that cannot be converted; the location within the
+        object is given.
+    FileExistsError
+        If ``path`` exists and ``overwrite`` is False.
+    """
+    text = json.dumps(_to_jsonable(obj, "obj"), indent=2, allow_nan=False) + "\n"
+    atomic_write_text(path, text, overwrite=overwrite)
+
+
+class _ReadError(ValueError):
+    """A reader's own ValueError, whose message is complete (not a corrupted file)."""
+
+
+def _read_npy(path: Path, *, name: str, key: str | None) -> tuple[np.ndarray, None]:
+    """Read a ``.npy`` file as a read-only memory map."""
+    loaded = np.load(path, allow_pickle=False, mmap_mode="r")
+    if isinstance(loaded, Mapping):
+        loaded.close()
+        raise _ReadError(f"{name}: {path} is a .npz archive, not a .npy file; rename it")
+    return np.asarray(loaded), None
+
+
+def _read_npz(path: Path, *, name: str, key: str | None) -> tuple[np.ndarray, None]:
+    """Read one array of a ``.npz`` archive."""
+    loaded = np.load(path, allow_pickle=False)
+    if not isinstance(loaded, Mapping):
+        raise _ReadError(f"{name}: {path} is a .npy file, not a .npz archive; rename it")
+    with loaded as archive:
+        keys = list(archive.keys())
+        if key is None:
+            if len(keys) != 1:
+                raise _ReadError(
+                    f"{name}: {path} holds {len(keys)} arrays {keys}; choose one with key="
+                )
+            key = keys[0]
+        elif key not in keys:
+            raise _ReadError(f"{name}: {path} has no array {key!r}; its keys are {keys}")
+        return np.asarray(archive[key]), None
+
+
+def _read_csv(path: Path, *, name: str, key: str | None) -> tuple[np.ndarray, list[str] | None]:
+    """Read a CSV file, detecting a header row."""
+    import pandas as pd
+
+    try:
+        first = pd.read_csv(path, header=None, nrows=1, dtype=str)
+    except pd.errors.EmptyDataError as error:
+        raise _ReadError(f"{name}: {path} is empty") from error
+    has_header = not all(_is_number(cell) for cell in first.iloc[0])
+    frame = pd.read_csv(path, header=0 if has_header else None)
+    if has_header and frame.shape[1] > 0 and pd.isna(first.iloc[0, 0]):
+        frame = frame.iloc[:, 1:]  # unnamed first column: the index written by to_csv
+    return _table_to_array(frame, name=name, path=path, has_names=has_header)
+
+
+def _read_parquet(
+    path: Path, *, name: str, key: str | None
+) -> tuple[np.ndarray, list[str] | None]:
+    """Read a Parquet file with pandas."""
+    if not any(importlib.util.find_spec(engine) for engine in ("pyarrow", "fastparquet")):
+        raise ImportError(
+            f"{name}: reading .parquet files needs pyarrow (or fastparquet); install it "
+            "with `pip install pyarrow`"
+        )
+    import pandas as pd
+
+    frame = pd.read_parquet(path)
+    return _table_to_array(frame, name=name, path=path, has_names=True)
+
+
+def _table_to_array(
+    frame: Any, *, name: str, path: Path, has_names: bool
+) -> tuple[np.ndarray, list[str] | None]:
+    """Convert a DataFrame read from ``path`` to a float64 array and its column names."""
+    array = _frame_to_array(frame, name=f"{name} ({path})")
+    names = [str(column) for column in frame.columns] if has_names else None
+    return array, names
+
+
+def _is_number(cell: Any) -> bool:
+    """Tell whether a CSV cell read as text is a number, a boolean or missing."""
+    if not isinstance(cell, str):
+        return True  # missing value, read as NaN
+    if cell.strip().lower() in ("true", "false"):
+        return True
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+_READERS: dict[str, Callable[..., tuple[np.ndarray, list[str] | None]]] = {
+    ".npy": _read_npy,
+    ".npz": _read_npz,
+    ".csv": _read_csv,
+    ".csv.gz": _read_csv,
+    ".parquet": _read_parquet,
+}
+
+SUPPORTED_SUFFIXES: tuple[str, ...] = tuple(_READERS)
+
+
+def _match_suffix(path: Path) -> str | None:
+    """Return the longest supported suffix that ``path`` ends with, or None."""
+    lowered = path.name.lower()
+    matches = [suffix for suffix in _READERS if lowered.endswith(suffix)]
+    return max(matches, key=len) if matches else None
+
+
+def _create_temporary(path: Path) -> tuple[Path, int]:
+    """Create a new, empty temporary file beside ``path``; return it and its descriptor.
+
+    The file is created with mode 0o666 so that the process umask applies, as for a
+    file created with ``open``.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return temporary, os.open(temporary, flags, 0o666)
+        except FileExistsError:
+            continue
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Flush a directory entry to disk where the platform allows it."""
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def _to_jsonable(obj: Any, where: str) -> Any:
+    """Recursively convert ``obj`` to JSON-compatible Python types."""
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, (int, np.integer, np.bool_)):
+        return obj.item() if isinstance(obj, np.generic) else obj
+    if isinstance(obj, (float, np.floating)):
+        value = float(obj)
+        return value if math.isfinite(value) else None
+    if isinstance(obj, Mapping):
+        return {_json_key(key, where): _to_jsonable(value, f"{where}[{key!r}]")
+                for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_jsonable(value, f"{where}[{index}]") for index, value in enumerate(obj)]
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if callable(getattr(obj, "to_dict", None)) and not isinstance(obj, type):
+        return _to_jsonable(obj.to_dict(), where)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _to_jsonable(dataclasses.asdict(obj), where)
+    if callable(getattr(obj, "tolist", None)):  # numpy arrays and scalars, torch tensors
+        if hasattr(obj, "detach"):  # torch tensor
+            obj = obj.detach().cpu()
+        return _to_jsonable(obj.tolist(), where)
+    raise TypeError(f"{where}: cannot write an object of type {type(obj).__name__} as JSON")
+
+
+def _json_key(key: Any, where: str) -> str | int | float | bool | None:
+    """Convert a mapping key to a type ``json`` accepts as a key."""
+    if isinstance(key, np.generic):
+        key = key.item()
+    if key is None or isinstance(key, (str, int, float, bool)):
+        return key
+    raise TypeError(f"{where}: cannot write a key of type {type(key).__name__} as JSON")

@@ -1,0 +1,89 @@
+"""Null toys: how a pseudo-experiment under H0 assigns roles to the pooled points.
+
+A null mode returns, for one toy, a reference weight and a data weight for
+every row of the toys' pool; the toy is then one more replica of the batched
+trainer.  The pool is the reference alone for ``resample`` (toys never see the
+observed data, so one calibration serves many inspected samples) and the
+reference rows followed by the data rows for ``permutation``.
+
+- ``resample`` (physics practice, needs a reference much larger than the
+  data): the toy's data are ``N_D'`` reference rows (``N_D' ~ Poisson(N_0)``
+  when ``poisson``, else exactly ``N_D``), drawn with probability proportional
+  to the reference weights; the remaining reference rows form the toy's
+  reference, re-weighted to sum to ``N_0`` (the toy's own count for a
+  shape-only test).  The observed data rows are unused.
+- ``permutation`` (exchangeable samples): shuffle the pooled rows and keep
+  the two sizes; reference weight ``N_D / N_R``.
+- ``auto``: ``resample`` when ``N_R >= 5 N_D``, else ``permutation``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["NULL_MODES", "NullSpec", "resolve_null_mode", "toy_weights"]
+
+
+@dataclass(frozen=True)
+class NullSpec:
+    """Everything a toy needs besides its seed (all plain numbers, picklable)."""
+
+    mode: str
+    n_reference: int
+    n_data: int
+    n_expected: float | None = None
+    poisson: bool = False
+
+
+def _resample(spec: NullSpec, rng: np.random.Generator, ref_weight):
+    n_ref = spec.n_reference
+    n0 = float(spec.n_expected) if spec.n_expected is not None else float(spec.n_data)
+    k = int(rng.poisson(n0)) if spec.poisson else spec.n_data
+    k = min(max(k, 1), n_ref - 1)
+    p = None if ref_weight is None else ref_weight / ref_weight.sum()
+    pick = rng.choice(n_ref, size=k, replace=False, p=p)
+    r = np.ones(n_ref) if ref_weight is None else np.array(ref_weight, dtype=np.float64)
+    r[pick] = 0.0
+    target = n0 if spec.n_expected is not None else float(k)
+    r *= target / r.sum()
+    d = np.zeros(n_ref)
+    d[pick] = 1.0
+    return r, d
+
+
+def _permutation(spec: NullSpec, rng: np.random.Generator, ref_weight):
+    n = spec.n_reference + spec.n_data
+    is_data = np.zeros(n, dtype=bool)
+    is_data[rng.choice(n, size=spec.n_data, replace=False)] = True
+    n0 = float(spec.n_expected) if spec.n_expected is not None else float(spec.n_data)
+    r = np.where(is_data, 0.0, n0 / spec.n_reference)
+    return r, is_data.astype(np.float64)
+
+
+NULL_MODES = {"resample": _resample, "permutation": _permutation}
+
+
+def resolve_null_mode(mode: str, n_reference: int, n_data: int) -> str:
+    """``auto`` -> ``resample`` if ``n_reference >= 5 n_data`` else ``permutation``."""
+    if mode == "auto":
+        return "resample" if n_reference >= 5 * n_data else "permutation"
+    if mode not in NULL_MODES:
+        raise ValueError(f"null: unknown null mode {mode!r}; choose 'auto' or one of {sorted(NULL_MODES)}")
+    if mode == "resample" and n_reference < 2 * n_data:
+        raise ValueError(
+            f"null: 'resample' needs a reference pool larger than the data "
+            f"(got {n_reference} reference and {n_data} data points); use 'permutation'"
+        )
+    return mode
+
+
+def toy_weights(spec: NullSpec, seed, ref_weight=None) -> tuple[np.ndarray, np.ndarray]:
+    """Reference and data weights of one null toy over the pool (float64, (N,) each).
+
+    ``seed`` is the toy's own :class:`numpy.random.SeedSequence` (or int), so
+    a toy is the same whatever batch or process computes it.
+    """
+    rng = np.random.default_rng(seed)
+    return NULL_MODES[spec.mode](spec, rng, ref_weight)

@@ -1,0 +1,519 @@
+r"""Batched full-batch trainer for SparKer kernel ensembles.
+
+B independent problems ("replicas") share one pool of points X (N x d). Replica
+b gives every pool point a reference weight r_b(x) >= 0 and a data weight
+d_b(x) >= 0, and minimises the extended-likelihood (NPLM) loss
+
+.. math::
+
+    L_b = \sum_x r_b(x)\,(e^{f_b(x)} - 1) - d_b(x)\, f_b(x),
+    \qquad f_b(x) = \sum_i a_{bi}\, \phi_i(x; \mu_b, \sigma)
+
+over its own centres :math:`\mu_b` (M x d) and amplitudes :math:`a_b` (M).
+The observed fit is one replica (r = w on reference rows, d = 1 on data rows);
+null toys are more replicas over the same pool.
+
+Gradients are analytic (no autograd graph).  With :math:`g = r e^{f} - d` and
+:math:`G_{bi}(x) = g_b(x)\, \partial f_b / \partial l_{bi}(x)`:
+
+.. math::
+
+    \partial L / \partial a_{bi} = \sum_x g_b(x) \phi_{bi}(x), \qquad
+    \partial L / \partial \mu_{bi} = \sigma^{-2}
+        \Big(\sum_x G_{bi}(x)\, x - \mu_{bi} \sum_x G_{bi}(x)\Big).
+
+Per step this costs two (N x d) by (d x B*M) products plus O(N B M)
+element-wise work, done over row chunks so memory stays O(chunk x B x M);
+chunk sums are added in float64, so the result does not depend on the chunking
+beyond float rounding.  Adam is element-wise and every replica's loss depends
+only on its own parameters, so training B replicas together gives each the
+same updates as training it alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .kernels import Competition, augment_centres, augment_pool, get_competition
+
+__all__ = ["TrainResult", "train_replicas", "default_chunk_rows", "evaluate_loss"]
+
+log = logging.getLogger(__name__)
+
+#: element budget (rows x B x M) of one chunk's activations: a few MB, cache friendly
+_CHUNK_ELEMENTS = 1 << 18
+
+
+def default_chunk_rows(n_rows: int, n_columns: int) -> int:
+    """Rows per chunk so that one (rows x B*M) float32 activation is ~1 MB."""
+    return int(min(n_rows, max(256, _CHUNK_ELEMENTS // max(1, n_columns))))
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_replicas` returns (all tensors on the CPU, float64).
+
+    Attributes
+    ----------
+    centres : Tensor of shape (B, M, d)
+        Final centres (standardised units).
+    amplitudes : Tensor of shape (B, M)
+    sigma : float
+        Final width.
+    statistic : ndarray of shape (B,)
+        ``t = -2 L`` at the final parameters, computed in float64.
+    loss : ndarray of shape (epochs, B)
+        Loss before each update.
+    history : dict
+        ``epoch`` (R,), ``sigma`` (R,), ``loss`` (R, B_rec), ``centres``
+        (R, B_rec, M, d), ``amplitudes`` (R, B_rec, M) for the recorded
+        replicas ``replicas`` (B_rec,), every ``record_every`` epochs and at
+        the end.
+    n_reseeded : ndarray of int, shape (B,)
+        Kernels moved by re-seeding, per replica.
+    converged : ndarray of bool, shape (B,)
+        Whether the loss changed by less than ``tol`` (relative to ``max(1, |L|)``)
+        over the last tenth of the epochs.
+    """
+
+    centres: torch.Tensor
+    amplitudes: torch.Tensor
+    sigma: float
+    statistic: np.ndarray
+    loss: np.ndarray
+    history: dict = field(default_factory=dict)
+    converged: np.ndarray | None = None
+    n_reseeded: np.ndarray | None = None
+
+
+def _chunk_terms(Xa, Ca, a32, r, dw, off, kp: int, sm: int, need_grad: bool):
+    """Loss and gradient sums of one row chunk (the fused hot path).
+
+    Xa: (n, d+2) augmented pool rows; Ca: (d+2, B*M); a32: (B, M); r, dw: (n, B);
+    off: (n, B) or None (fixed log ratio of earlier layers); the gate is
+    ``phi = k**kp * s**sm`` (see :class:`~sparker.kernels.Competition`).
+
+    With ``e = exp(l - max_j l_j)`` and ``S = sum_j e_j``, ``k = e * exp(max l)``
+    and ``s = e / S``, so a single exponential per (point, kernel) gives both.
+    """
+    n = Xa.shape[0]
+    B, M = a32.shape
+    l = (Xa @ Ca).clamp_max(0.0).view(n, B, M)  # (n, B, M) log-kernels
+    m = l.amax(-1, keepdim=True)  # (n, B, 1)
+    e = torch.exp(l - m)  # (n, B, M), in (0, 1]
+    if sm:
+        S = e.sum(-1, keepdim=True)  # (n, B, 1), >= 1
+        logc = kp * m - torch.log(S)
+    else:
+        S = None
+        logc = m
+    phi = (e * e if kp + sm == 2 else e) * torch.exp(logc)  # (n, B, M) gates
+    aphi = phi * a32  # (n, B, M)
+    f = aphi.sum(-1)  # (n, B)
+    ftot = f if off is None else f + off
+    ef = torch.exp(ftot)  # (n, B)
+    loss = (r * (ef - 1.0) - dw * ftot).double().sum(0)  # (B,), float64 sum
+    if not need_grad:
+        return loss, None, None, None
+    g = r * ef - dw  # (n, B)  dL/df
+    grad_a = (phi * g.unsqueeze(-1)).sum(0)  # (B, M)
+    G = (kp + sm) * aphi
+    if sm:
+        G = G - (e / S) * f.unsqueeze(-1)
+    G = (G * g.unsqueeze(-1)).view(n, B * M)  # (n, B*M)  dL/dl
+    return loss, grad_a, G.sum(0), G.T @ Xa[:, :-2]  # GX: (B*M, d)
+
+
+class _Kernels:
+    """Chooses between the eager chunk function and a torch.compile'd one.
+
+    ``fused``: "eager", "compile" or "auto" (compile when the run is large
+    enough for the one-off compilation to pay, falling back to eager if
+    compilation is unavailable).
+    """
+
+    _compiled = None  # shared compiled function (torch caches the code itself)
+
+    @classmethod
+    def get(cls, fused: str, work: float):
+        if fused not in ("auto", "eager", "compile"):
+            raise ValueError(f"fused: expected 'auto', 'eager' or 'compile', got {fused!r}")
+        if fused == "eager" or (fused == "auto" and work < _COMPILE_WORK):
+            return _chunk_terms
+        if cls._compiled is None:
+            cls._compiled = _CompiledTerms()
+        return cls._compiled
+
+
+class _CompiledTerms:
+    """torch.compile'd :func:`_chunk_terms`; falls back to eager for good on failure."""
+
+    def __init__(self):
+        self.fn = torch.compile(_chunk_terms, dynamic=True)
+
+    def __call__(self, *args):
+        if self.fn is not _chunk_terms:
+            try:
+                return self.fn(*args)
+            except Exception as exc:  # no compiler tool chain, unsupported platform
+                log.warning("torch.compile failed (%s: %s); using the eager trainer",
+                            type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+                self.fn = _chunk_terms
+        return _chunk_terms(*args)
+
+
+#: elements x epochs above which "auto" compiles the chunk function
+_COMPILE_WORK = 3e9
+
+
+def _loss_and_grad(Xa, chunks, centres, amps, sigma, r, dw, off, comp, need_grad=True, fn=_chunk_terms):
+    B, M, d = centres.shape
+    Ca = augment_centres(centres.to(Xa.dtype), sigma)  # (d+2, B*M)
+    a32 = amps.to(Xa.dtype)
+    loss = torch.zeros(B, dtype=torch.float64, device=Xa.device)
+    ga = torch.zeros(B, M, dtype=torch.float64, device=Xa.device)
+    gs = torch.zeros(B * M, dtype=torch.float64, device=Xa.device)
+    gx = torch.zeros(B * M, d, dtype=torch.float64, device=Xa.device)
+    for lo, hi in chunks:
+        o = None if off is None else off[lo:hi]
+        terms = fn(Xa[lo:hi], Ca, a32, r[lo:hi], dw[lo:hi], o, comp.k_power, comp.softmax, need_grad)
+        loss += terms[0]
+        if need_grad:
+            ga += terms[1]
+            gs += terms[2]
+            gx += terms[3]
+    if not need_grad:
+        return loss, None, None
+    inv = 1.0 / (sigma * sigma)
+    gmu = (gx.view(B, M, d) - centres * gs.view(B, M, 1)) * inv  # (B, M, d)
+    return loss, ga, gmu
+
+
+def evaluate_loss(X, centres, amplitudes, sigma, ref_weight, data_weight, *, competition,
+                  offset=None, chunk_rows=None) -> np.ndarray:
+    """NPLM loss of each replica at given parameters, entirely in float64.
+
+    Parameters
+    ----------
+    X : Tensor of shape (N, d)
+    centres : Tensor of shape (B, M, d)
+    amplitudes : Tensor of shape (B, M)
+    ref_weight, data_weight : Tensor of shape (N, B)
+    offset : Tensor of shape (N, B), optional
+
+    Returns
+    -------
+    ndarray of shape (B,)
+    """
+    comp = get_competition(competition) if isinstance(competition, str) else competition
+    B, M, _ = centres.shape
+    N = X.shape[0]
+    step = chunk_rows or default_chunk_rows(N, B * M)
+    Ca = augment_centres(centres.to(torch.float64), sigma)
+    a64 = amplitudes.to(torch.float64)
+    total = torch.zeros(B, dtype=torch.float64, device=X.device)
+    for lo in range(0, N, step):
+        hi = min(N, lo + step)
+        Xa = augment_pool(X[lo:hi].to(torch.float64))
+        o = None if offset is None else offset[lo:hi].to(torch.float64)
+        total += _chunk_terms(
+            Xa, Ca, a64, ref_weight[lo:hi].to(torch.float64), data_weight[lo:hi].to(torch.float64),
+            o, comp.k_power, comp.softmax, need_grad=False,
+        )[0]
+    return total.cpu().numpy()
+
+
+def _kernel_gains(Xa, chunks, centres, amps, sigma, r, dw, off, comp):
+    """Loss increase when each kernel is removed from its replica's ensemble.
+
+    Removing kernel i re-normalises the softmax over the others, so for the
+    softmax modes ``f_(-i) = (f - a_i phi_i) / (1 - s_i)`` (computed stably by
+    a masked logsumexp); for ``none`` it is ``f - a_i phi_i``.  A kernel that
+    duplicates a neighbour has a small gain: the neighbour takes over.
+
+    Returns a float64 tensor of shape (B, M).
+    """
+    B, M, _ = centres.shape
+    Ca = augment_centres(centres.to(Xa.dtype), sigma)
+    a32 = amps.to(Xa.dtype)
+    gain = torch.zeros(B, M, dtype=torch.float64, device=Xa.device)
+    eye = torch.eye(M, dtype=torch.bool, device=Xa.device)
+    for lo, hi in chunks:
+        n = hi - lo
+        l = (Xa[lo:hi] @ Ca).clamp_max_(0.0).view(n, B, M)
+        lse = torch.logsumexp(l, dim=-1, keepdim=True) if comp.needs_lse else None
+        f = (torch.exp(comp.log_gate(l, lse)) * a32).sum(-1)  # (n, B)
+        o = 0.0 if off is None else off[lo:hi]
+        base = (r[lo:hi] * torch.exp(f + o) - dw[lo:hi] * f).double()  # (n, B)
+        for i in range(M):
+            if M == 1:
+                f_i = torch.zeros_like(f)
+            else:
+                keep = ~eye[i]
+                lk = l[..., keep]  # (n, B, M-1)
+                lse_i = torch.logsumexp(lk, dim=-1, keepdim=True) if comp.needs_lse else None
+                f_i = (torch.exp(comp.log_gate(lk, lse_i)) * a32[:, keep]).sum(-1)
+            alt = (r[lo:hi] * torch.exp(f_i + o) - dw[lo:hi] * f_i).double()
+            gain[:, i] += (alt - base).sum(0)
+    return gain
+
+
+def _candidate_gains(Xa, chunks, cand_idx, Ca, a32, sigma, r, dw, off, comp):
+    """Poisson likelihood gain of a new kernel at each candidate point.
+
+    For replica b and candidate y: ``n_D = sum_x d_b(x) k(x, y)`` and
+    ``n_R = sum_x r_b(x) e^{f_b(x)} k(x, y)`` (what the current model already
+    expects there); a kernel of amplitude ``log(n_D / n_R)`` at y lowers the
+    loss by about ``n_D log(n_D / n_R) - (n_D - n_R)``, for an excess or a
+    deficit alike.
+
+    Returns a float64 tensor of shape (B, n_cand).
+    """
+    B, n_cand = cand_idx.shape
+    M = a32.shape[1]
+    Y = Xa[cand_idx.reshape(-1), :-2]  # (B*n_cand, d)
+    Cy = augment_centres(Y.view(B, n_cand, -1), sigma)  # (d+2, B*n_cand)
+    nD = torch.zeros(B, n_cand, dtype=torch.float64, device=Xa.device)
+    nR = torch.zeros_like(nD)
+    for lo, hi in chunks:
+        n = hi - lo
+        l = (Xa[lo:hi] @ Ca).clamp_max_(0.0).view(n, B, M)
+        lse = torch.logsumexp(l, dim=-1, keepdim=True) if comp.needs_lse else None
+        f = (torch.exp(comp.log_gate(l, lse)) * a32).sum(-1)  # (n, B)
+        if off is not None:
+            f = f + off[lo:hi]
+        k = torch.exp((Xa[lo:hi] @ Cy).clamp_max_(0.0)).view(n, B, n_cand)
+        nD += torch.einsum("nbc,nb->bc", k, dw[lo:hi]).double()
+        nR += torch.einsum("nbc,nb->bc", k, r[lo:hi] * torch.exp(f)).double()
+    nR = nR.clamp_min(1e-12)
+    return nD * torch.log((nD / nR).clamp_min(1e-300)) - (nD - nR)
+
+
+def candidate_rows(data_weight: torch.Tensor, n_cand: int) -> torch.Tensor:
+    """Up to ``n_cand`` data rows per replica, evenly strided (deterministic).
+
+    Returns a long tensor of shape (B, n_cand) of pool row indices.
+    """
+    out = []
+    mask = (data_weight > 0).cpu()
+    for b in range(data_weight.shape[1]):
+        rows = torch.nonzero(mask[:, b]).flatten()
+        pick = torch.linspace(0, len(rows) - 1, min(n_cand, len(rows))).round().long()
+        rows = rows[pick]
+        if len(rows) < n_cand:
+            rows = rows[torch.arange(n_cand) % len(rows)]
+        out.append(rows)
+    return torch.stack(out).to(data_weight.device)
+
+
+def _reseed(Xa, chunks, centres, amps, sigma, r, dw, off, comp, opt, cand_idx, margin):
+    """Move each replica's least useful kernel to the largest unexplained excess.
+
+    Like k-means implementations that re-seed empty clusters: if the best
+    candidate's gain exceeds the smallest kernel gain by ``margin`` (loss
+    units), that kernel jumps there with amplitude 0 and fresh Adam state.
+    At most one kernel per replica moves per call.  Returns a (B,) 0/1 array.
+    """
+    B, M, _ = centres.shape
+    kg = _kernel_gains(Xa, chunks, centres, amps, sigma, r, dw, off, comp)  # (B, M)
+    Ca = augment_centres(centres.to(Xa.dtype), sigma)
+    cg = _candidate_gains(Xa, chunks, cand_idx, Ca, amps.to(Xa.dtype), sigma, r, dw, off, comp)
+    log.debug("reseed sigma=%.3f kernel gains %s candidate max %s", sigma, kg.cpu().numpy().round(2), cg.max(1).values.cpu().numpy().round(2))
+    worst = kg.argmin(1)  # (B,)
+    best = cg.argmax(1)  # (B,)
+    moved = np.zeros(B, dtype=np.int64)
+    for b in range(B):
+        i, c = int(worst[b]), int(best[b])
+        if float(cg[b, c]) <= float(kg[b, i]) + margin:
+            continue
+        y = Xa[cand_idx[b, c], :-2].to(torch.float64)
+        others = torch.cat([centres[b, :i], centres[b, i + 1:]])
+        if len(others) and float(((others - y) ** 2).sum(1).min()) < sigma * sigma:
+            continue
+        centres[b, i] = y
+        amps[b, i] = 0.0
+        opt.reset((b, i))
+        moved[b] = 1
+    return moved
+
+
+class _Adam:
+    """Element-wise Adam on float64 tensors of shape (B, M, ...), one step size each.
+
+    Step counts are kept per kernel (b, i), so that a re-seeded kernel restarts
+    with fresh moments and its own bias correction.
+    """
+
+    def __init__(self, params, lrs, betas=(0.9, 0.999), eps=1e-8):
+        self.params, self.lrs, self.betas, self.eps = params, lrs, betas, eps
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+        self.t = torch.zeros(params[0].shape[:2], dtype=torch.float64, device=params[0].device)
+
+    def reset(self, index):
+        self.t[index] = 0.0
+        for m, v in zip(self.m, self.v):
+            m[index] = 0.0
+            v[index] = 0.0
+
+    def step(self, grads, lr_scale=(1.0, 1.0)):
+        self.t += 1.0
+        b1, b2 = self.betas
+        c1, c2 = 1.0 - b1**self.t, 1.0 - b2**self.t  # (B, M)
+        for p, g, m, v, lr, s in zip(self.params, grads, self.m, self.v, self.lrs, lr_scale):
+            m.mul_(b1).add_(g, alpha=1.0 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1.0 - b2)
+            shape = c1.shape + (1,) * (p.dim() - 2)
+            denom = (v / c2.view(shape)).sqrt_().add_(self.eps)
+            p.addcdiv_(m / c1.view(shape), denom, value=-lr * s)
+
+
+def train_replicas(
+    X: torch.Tensor,
+    ref_weight: torch.Tensor,
+    data_weight: torch.Tensor,
+    init_centres: torch.Tensor,
+    widths: np.ndarray,
+    *,
+    competition: str = "kernel-softmax",
+    lr_centres: float = 0.05,
+    lr_amplitudes: float = 0.05,
+    centre_lr_follows_width: bool = True,
+    a_max: float = 10.0,
+    l1: float = 0.0,
+    reseed: bool = True,
+    reseed_at=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
+    reseed_margin: float = 1.0,
+    n_candidates: int = 512,
+    offset: torch.Tensor | None = None,
+    chunk_rows: int | None = None,
+    record_every: int = 10,
+    record_replicas=(0,),
+    convergence_tol: float = 1e-2,
+    fused: str = "auto",
+    callback=None,
+) -> TrainResult:
+    """Train B kernel ensembles at once, one per column of the weight matrices.
+
+    Parameters
+    ----------
+    X : Tensor of shape (N, d)
+        Shared pool (standardised units), float32 (or float64 for exactness checks).
+    ref_weight, data_weight : Tensor of shape (N, B)
+        Per-replica reference and data weights of every pool point.
+    init_centres : Tensor of shape (B, M, d)
+        Starting centres; amplitudes start at 0, so every replica starts at H0.
+    widths : ndarray of shape (epochs,)
+        Kernel width at every epoch (see :mod:`sparker.schedules`).
+    competition : str
+        Registered competition mode (:data:`sparker.kernels.COMPETITIONS`).
+    lr_centres, lr_amplitudes : float
+        Adam step sizes.  With ``centre_lr_follows_width`` the centre step is
+        ``lr_centres * sigma(epoch)``, i.e. measured in units of the current width.
+    a_max : float
+        Amplitudes are clamped to ``[-a_max, a_max]`` after every step.
+    l1 : float
+        Optional L1 penalty on the amplitudes (0 = off).
+    reseed : bool
+        Re-seed each replica's least useful kernel onto the largest unexplained
+        excess or deficit at the epochs ``reseed_at`` (fractions of ``epochs``),
+        when that gains more than ``reseed_margin`` in loss units; candidates
+        are up to ``n_candidates`` data points per replica.
+    offset : Tensor of shape (N, B), optional
+        Fixed log ratio added to ``f`` (earlier layers of a multi-scale stack).
+    chunk_rows : int, optional
+        Rows per chunk (default: ~1 MB of activations).
+    record_every : int
+        Stride (epochs) of the recorded trajectory; 0 records nothing.
+    record_replicas : sequence of int
+        Which replicas' centres and amplitudes are recorded.
+    fused : {"auto", "eager", "compile"}
+        Whether the chunk computation is compiled with ``torch.compile``
+        (fused element-wise work); "auto" compiles only large runs.
+    callback : callable(epoch, loss), optional
+
+    Returns
+    -------
+    TrainResult
+    """
+    comp = get_competition(competition)
+    N, d = X.shape
+    B, M, d2 = init_centres.shape
+    if d2 != d or ref_weight.shape != (N, B) or data_weight.shape != (N, B):
+        raise ValueError(
+            f"shape mismatch: X {tuple(X.shape)}, centres {tuple(init_centres.shape)}, "
+            f"ref_weight {tuple(ref_weight.shape)}, data_weight {tuple(data_weight.shape)}"
+        )
+    widths = np.asarray(widths, dtype=np.float64)
+    epochs = len(widths)
+    dtype = X.dtype
+    Xa = augment_pool(X)  # (N, d+2)
+    r = ref_weight.to(dtype).contiguous()
+    dw = data_weight.to(dtype).contiguous()
+    off = None if offset is None else offset.to(dtype).contiguous()
+    step = chunk_rows or default_chunk_rows(N, B * M)
+    chunks = [(lo, min(N, lo + step)) for lo in range(0, N, step)]
+
+    centres = init_centres.to(device=X.device, dtype=torch.float64).clone()
+    amps = torch.zeros(B, M, dtype=torch.float64, device=X.device)
+    opt = _Adam([centres, amps], [lr_centres, lr_amplitudes])
+
+    rec = list(record_replicas) if record_every else []
+    hist = {"epoch": [], "sigma": [], "loss": [], "centres": [], "amplitudes": []}
+    losses = np.empty((epochs, B))
+
+    reseed_epochs = {int(round(q * epochs)) for q in reseed_at} if reseed and epochs else set()
+    cand_idx = candidate_rows(dw, n_candidates) if reseed_epochs else None
+    n_moved = np.zeros(B, dtype=np.int64)
+    fn = _Kernels.get(fused, float(N) * B * M * epochs)
+
+    def record(e, sigma, loss_b):
+        hist["epoch"].append(e)
+        hist["sigma"].append(sigma)
+        hist["loss"].append(loss_b[rec])
+        hist["centres"].append(centres[rec].cpu().numpy().copy())
+        hist["amplitudes"].append(amps[rec].cpu().numpy().copy())
+
+    for e in range(epochs):
+        sigma = float(widths[e])
+        if e in reseed_epochs:
+            n_moved += _reseed(Xa, chunks, centres, amps, sigma, r, dw, off, comp, opt,
+                               cand_idx, reseed_margin)
+        loss, ga, gmu = _loss_and_grad(Xa, chunks, centres, amps, sigma, r, dw, off, comp, fn=fn)
+        loss_np = loss.cpu().numpy()
+        losses[e] = loss_np
+        if rec and e % record_every == 0:
+            record(e, sigma, loss_np)
+        if l1:
+            ga = ga + l1 * torch.sign(amps)
+        opt.step([gmu, ga], lr_scale=(sigma if centre_lr_follows_width else 1.0, 1.0))
+        amps.clamp_(-a_max, a_max)
+        if callback is not None:
+            callback(e, loss_np)
+
+    sigma = float(widths[-1]) if epochs else 1.0
+    final = evaluate_loss(
+        X, centres, amps, sigma, r, dw, competition=comp, offset=off, chunk_rows=step
+    )
+    if rec:
+        record(epochs, sigma, final)
+    tail = losses[-max(2, epochs // 10):] if epochs else np.zeros((1, B))
+    spread = tail.max(0) - tail.min(0)
+    converged = spread <= convergence_tol * np.maximum(1.0, np.abs(final))
+    history = {k: np.asarray(v) for k, v in hist.items()}
+    history["replicas"] = np.asarray(rec, dtype=np.int64)
+    history["n_reseeded"] = n_moved[rec]
+    return TrainResult(
+        centres=centres.cpu(),
+        amplitudes=amps.cpu(),
+        sigma=sigma,
+        statistic=-2.0 * final,
+        loss=losses,
+        history=history,
+        converged=converged,
+        n_reseeded=n_moved,
+    )

@@ -1,0 +1,242 @@
+"""Command-line smoke tests, all through ``sparker.cli.main([...])``."""
+
+import functools
+import inspect
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sparker import SparKer, __version__, cli, scenarios
+from sparker.cli import COMMANDS, build_parser, main, training_flags
+from sparker.config import TrainingConfig
+
+FAST = ["--epochs", "50", "--n-kernels", "2"]
+
+
+@pytest.fixture(scope="module")
+def samples():
+    rng = np.random.default_rng(0)
+    reference = rng.uniform(size=(300, 2))
+    data = np.concatenate([rng.uniform(size=(100, 2)), 0.5 + 0.02 * rng.standard_normal((15, 2))])
+    return reference, data
+
+
+@pytest.fixture
+def npy_files(tmp_path, samples):
+    reference, data = samples
+    np.save(tmp_path / "ref.npy", reference)
+    np.save(tmp_path / "data.npy", data)
+    return tmp_path / "ref.npy", tmp_path / "data.npy"
+
+
+def fit(reference, data, *extra):
+    return main(["fit", "--reference", str(reference), "--data", str(data), *extra])
+
+
+def assert_user_error(capsys, code, *words):
+    """Exit status 2, one stderr line ``sparker: error: ...`` naming ``words``."""
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("sparker: error: "), err
+    assert "Traceback" not in err
+    for word in words:
+        assert word in lines[0], err
+    return lines[0]
+
+
+# ------------------------------------------------------------------------ demo
+
+
+def test_demo_writes_results_and_refuses_to_overwrite(tmp_path, monkeypatch, capsys):
+    # the full-size demo runs in `make demo`; a tenth of the points keeps this test quick
+    small = functools.partial(scenarios.make, n_reference=2000, n_background=200, n_per_clump=10)
+    monkeypatch.setattr(cli, "make", small)
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "t = " in out and "clumps have a kernel within 0.1" in out
+    assert "sparker-demo" in out
+    result = json.loads((tmp_path / "sparker-demo" / "result.json").read_text())
+    assert result["statistic"] > 0
+    assert len(result["kernels"]) == 4
+    assert len(result["truth"]["nearest_kernels"]) == 3
+    assert (tmp_path / "sparker-demo" / "model.npz").stat().st_size > 0
+
+    before = (tmp_path / "sparker-demo" / "result.json").read_bytes()
+    assert_user_error(capsys, main(["demo"]), "already exists", "--force")
+    assert (tmp_path / "sparker-demo" / "result.json").read_bytes() == before
+
+
+# ------------------------------------------------------------------------- fit
+
+
+def test_fit_npy_to_stdout(npy_files, capsys):
+    ref, data = npy_files
+    assert fit(ref, data, *FAST) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["statistic"] >= 0
+    assert result["settings"]["epochs"] == 50 and result["settings"]["n_kernels"] == 2
+    assert result["inputs"]["reference"]["shape"] == [300, 2]
+    assert result["inputs"]["data"] == {"file": str(data), "shape": [115, 2]}
+    assert result["sparker_version"] == __version__
+
+
+def test_fit_csv_with_header_keeps_feature_names(tmp_path, samples, capsys):
+    reference, data = samples
+    pd.DataFrame(reference, columns=["mass", "pt"]).to_csv(tmp_path / "ref.csv", index=False)
+    pd.DataFrame(data, columns=["mass", "pt"]).to_csv(tmp_path / "data.csv", index=False)
+    out = tmp_path / "result.json"
+    code = fit(tmp_path / "ref.csv", tmp_path / "data.csv", "--out", str(out), *FAST)
+    assert code == 0
+    assert capsys.readouterr().out == ""
+    result = json.loads(out.read_text())
+    assert result["feature_names"] == ["mass", "pt"]
+    assert set(result["kernels"][0]["centre"]) == {"mass", "pt"}
+
+
+def test_fit_npz_with_key_weights_and_model(tmp_path, samples, capsys):
+    reference, data = samples
+    np.savez(tmp_path / "ref.npz", x=reference, other=np.zeros(3))
+    np.savez(tmp_path / "data.npz", x=data)
+    np.save(tmp_path / "w.npy", np.full(len(reference), 2.0))
+    model = tmp_path / "model.npz"
+    code = fit(tmp_path / "ref.npz", tmp_path / "data.npz", "--key", "x",
+               "--reference-weight", str(tmp_path / "w.npy"), "--model", str(model),
+               "--no-reseed", "--competition", "softmax", "--seed", "3", *FAST)
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["settings"]["reseed"] is False
+    assert result["settings"]["competition"] == "softmax"
+    assert result["seed"] == 3
+    assert result["inputs"]["reference_weight"]["shape"] == [300]
+    assert SparKer.load(model).statistic_ == pytest.approx(result["statistic"])
+
+
+def test_fit_out_refuses_to_overwrite_without_force(npy_files, tmp_path, capsys):
+    ref, data = npy_files
+    out = tmp_path / "result.json"
+    out.write_text("keep me")
+    args = ["fit", "--reference", str(ref), "--data", str(data), "--out", str(out), *FAST]
+    assert_user_error(capsys, main(args), "--out", "already exists")
+    assert out.read_text() == "keep me"
+    assert main([*args, "--force"]) == 0
+    assert "statistic" in json.loads(out.read_text())
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def test_missing_file(npy_files, tmp_path, capsys):
+    ref, _ = npy_files
+    code = fit(ref, tmp_path / "nope.npy", *FAST)
+    assert_user_error(capsys, code, "data", "not found")
+
+
+def test_nan_in_csv(tmp_path, samples, capsys):
+    reference, data = samples
+    np.savetxt(tmp_path / "ref.csv", reference, delimiter=",")
+    bad = data.copy()
+    bad[7, 1] = np.nan
+    pd.DataFrame(bad).to_csv(tmp_path / "data.csv", index=False, header=False, na_rep="nan")
+    code = fit(tmp_path / "ref.csv", tmp_path / "data.csv", *FAST)
+    assert_user_error(capsys, code, "data", "NaN", "7")
+
+
+def test_mismatched_feature_counts(tmp_path, samples, capsys):
+    reference, data = samples
+    np.save(tmp_path / "ref.npy", reference)
+    np.save(tmp_path / "data.npy", np.hstack([data, data[:, :1]]))
+    code = fit(tmp_path / "ref.npy", tmp_path / "data.npy", *FAST)
+    assert_user_error(capsys, code, "data", "3 features", "2")
+
+
+def test_unknown_suffix(npy_files, tmp_path, capsys):
+    ref, _ = npy_files
+    (tmp_path / "data.txt").write_text("1,2\n")
+    code = fit(ref, tmp_path / "data.txt", *FAST)
+    assert_user_error(capsys, code, "data", "unsupported file type")
+
+
+def test_wrong_weight_length(npy_files, tmp_path, capsys):
+    ref, data = npy_files
+    np.save(tmp_path / "w.npy", np.ones(5))
+    code = fit(ref, data, "--data-weight", str(tmp_path / "w.npy"), *FAST)
+    assert_user_error(capsys, code, "data_weight", "5 weights")
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--competition", "foo"], ["--competition", "foo"]),
+        (["--epochs", "many"], ["--epochs", "many"]),
+        (["--unknown-flag"], ["--unknown-flag"]),
+    ],
+)
+def test_bad_flag_values(npy_files, capsys, extra, words):
+    ref, data = npy_files
+    code = fit(ref, data, *extra)
+    assert_user_error(capsys, code, *words)
+
+
+def test_invalid_setting_value_is_a_user_error(npy_files, capsys):
+    ref, data = npy_files
+    code = fit(ref, data, "--epochs", "0")
+    assert_user_error(capsys, code, "epochs")
+
+
+def test_missing_required_argument(capsys):
+    assert_user_error(capsys, main(["fit", "--data", "x.npy"]), "--reference")
+    assert_user_error(capsys, main([]), "COMMAND")
+
+
+def test_debug_shows_the_traceback(npy_files, tmp_path, capsys):
+    ref, _ = npy_files
+    code = main(["--debug", "fit", "--reference", str(ref), "--data", str(tmp_path / "nope.npy")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "Traceback" in err and err.strip().splitlines()[-1].startswith("sparker: error: data")
+
+
+# ------------------------------------------------------------------- parser
+
+
+def test_one_flag_per_training_setting():
+    settings = {f for f in TrainingConfig.__dataclass_fields__ if f != "layers"}
+    assert set(training_flags()) == settings
+    assert settings <= set(inspect.signature(SparKer).parameters)  # each flag reaches the estimator
+    args = build_parser().parse_args(["fit", "--reference", "r.npy", "--data", "d.npy"])
+    assert not settings & set(vars(args))  # absent flags keep the estimator defaults
+    args = build_parser().parse_args(
+        ["fit", "--reference", "r.npy", "--data", "d.npy", "--n-kernels", "3", "--no-reseed",
+         "--sigma-end", "0.1", "--schedule", "linear"])
+    assert (args.n_kernels, args.reseed, args.sigma_end, args.schedule) == (3, False, 0.1, "linear")
+
+
+def test_global_flags_before_or_after_the_command():
+    parser = build_parser()
+    assert parser.parse_args(["-v", "demo"]).verbose
+    assert parser.parse_args(["demo", "--verbose"]).verbose
+    assert parser.parse_args(["--debug", "demo"]).debug
+    assert not parser.parse_args(["demo"]).debug
+    assert set(COMMANDS) >= {"demo", "fit"}
+
+
+def test_version_and_help(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"sparker {__version__}"
+    assert main(["fit", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--n-kernels" in out and "--no-reseed" in out and "--competition" in out
+
+
+def test_python_dash_m():
+    done = subprocess.run([sys.executable, "-m", "sparker", "--version"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"sparker {__version__}"
