@@ -217,8 +217,6 @@ def test_save_load_dataframe_names(samples, tmp_path):
     _assert_same_model(m, loaded, pd.DataFrame(D, columns=["mass", "pt"]))
 
 
-@pytest.mark.xfail(strict=True, reason="save() keeps only top-level ndarray history entries: "
-                   "history_['layers'] of a multi-scale stack is lost on load")
 def test_save_load_round_trip_stack_history(samples, tmp_path):
     R, D = samples
     m = SparKer(n_kernels=2, epochs=40, seed=0, layers=[{"n_kernels": 2}, {"n_kernels": 2}]).fit(R, D)

@@ -400,9 +400,6 @@ def test_two_layer_stack_uses_first_layer_as_offset():
     assert stack.converged.shape == (1,)
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError,
-                   reason="candidate_rows divides by the number of data rows: a replica without "
-                          "data points (e.g. a Poisson toy with N_D' = 0) crashes re-seeding")
 def test_replica_without_data_points_with_reseed():
     X, r, dw = shifted_pool(dtype=torch.float32)
     R, Dw = toy_weights(X, r, dw, 1, seed=0)

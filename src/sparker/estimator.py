@@ -402,6 +402,9 @@ class SparKer:
         self._check_fitted()
         return np.concatenate([L["amplitudes"].numpy() for L in self.layers_])
 
+    def _history_layers(self) -> list[dict]:
+        return self.history_.get("layers", [self.history_])
+
     def _history(self, layers: list[TrainResult]) -> dict:
         out = []
         for layer in layers:
@@ -440,7 +443,9 @@ class SparKer:
             "converged": self.converged_,
             "kernels": self.kernels_,
             "sigmas": [L["sigma"] for L in self.layers_],
-            "history_keys": sorted(k for k, v in self.history_.items() if isinstance(v, np.ndarray)),
+            "history_keys": [
+                sorted(k for k, v in h.items() if isinstance(v, np.ndarray)) for h in self._history_layers()
+            ],
         }
         meta = json.loads(json.dumps(meta, default=_json_default))  # fail before writing anything
         arrays = {
@@ -451,8 +456,9 @@ class SparKer:
         for k, L in enumerate(self.layers_):
             arrays[f"centres_{k}"] = L["centres"].numpy()
             arrays[f"amplitudes_{k}"] = L["amplitudes"].numpy()
-        for key in meta["history_keys"]:
-            arrays[f"history_{key}"] = self.history_[key]
+        for k, (h, keys) in enumerate(zip(self._history_layers(), meta["history_keys"])):
+            for key in keys:
+                arrays[f"history_{k}_{key}"] = h[key]
         buf = _io.BytesIO()
         np.savez(buf, **arrays)
         atomic_write_bytes(path, buf.getvalue(), overwrite=overwrite)
@@ -494,7 +500,13 @@ class SparKer:
             model.statistic_ = float(meta["statistic"])
             model.converged_ = bool(meta["converged"])
             model.kernels_ = meta["kernels"]
-            model.history_ = {k: arrays[f"history_{k}"] for k in meta["history_keys"]}
+            per_layer = [
+                {key: arrays[f"history_{k}_{key}"] for key in keys}
+                for k, keys in enumerate(meta["history_keys"])
+            ]
+            model.history_ = dict(per_layer[0])
+            if len(per_layer) > 1:
+                model.history_["layers"] = per_layer
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"path: {path} is an incomplete or inconsistent SparKer model ({exc})") from None
         validate_config(cfg)

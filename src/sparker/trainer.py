@@ -90,42 +90,45 @@ class TrainResult:
     n_reseeded: np.ndarray | None = None
 
 
-def _chunk_terms(Xa, Ca, a32, r, dw, off, kp: int, sm: int, need_grad: bool):
+def _chunk_terms(Xa, Ca, aT, r, dw, off, kp: int, sm: int, need_grad: bool):
     """Loss and gradient sums of one row chunk (the fused hot path).
 
-    Xa: (n, d+2) augmented pool rows; Ca: (d+2, B*M); a32: (B, M); r, dw: (n, B);
-    off: (n, B) or None (fixed log ratio of earlier layers); the gate is
-    ``phi = k**kp * s**sm`` (see :class:`~sparker.kernels.Competition`).
+    Xa: (n, d+2) augmented pool rows; Ca: (d+2, M*B) with columns ordered
+    kernel-major (column ``i*B + b`` is kernel i of replica b); aT: (M, B);
+    r, dw: (n, B); off: (n, B) or None (fixed log ratio of earlier layers).
+    The gate is ``phi = k**kp * s**sm`` (see :class:`~sparker.kernels.Competition`).
 
     With ``e = exp(l - max_j l_j)`` and ``S = sum_j e_j``, ``k = e * exp(max l)``
-    and ``s = e / S``, so a single exponential per (point, kernel) gives both.
+    and ``s = e / S``, so one exponential per (point, kernel) gives both.  The
+    kernel-major layout keeps the replicas contiguous, so the reductions over
+    kernels are vector adds over B.
     """
     n = Xa.shape[0]
-    B, M = a32.shape
-    l = (Xa @ Ca).clamp_max(0.0).view(n, B, M)  # (n, B, M) log-kernels
-    m = l.amax(-1, keepdim=True)  # (n, B, 1)
-    e = torch.exp(l - m)  # (n, B, M), in (0, 1]
+    M, B = aT.shape
+    l = (Xa @ Ca).clamp_max(0.0).view(n, M, B)  # (n, M, B) log-kernels
+    m = l.amax(1, keepdim=True)  # (n, 1, B)
+    e = torch.exp(l - m)  # (n, M, B), in (0, 1]
     if sm:
-        S = e.sum(-1, keepdim=True)  # (n, B, 1), >= 1
+        S = e.sum(1, keepdim=True)  # (n, 1, B), >= 1
         logc = kp * m - torch.log(S)
     else:
         S = None
         logc = m
-    phi = (e * e if kp + sm == 2 else e) * torch.exp(logc)  # (n, B, M) gates
-    aphi = phi * a32  # (n, B, M)
-    f = aphi.sum(-1)  # (n, B)
+    phi = (e * e if kp + sm == 2 else e) * torch.exp(logc)  # (n, M, B) gates
+    aphi = phi * aT  # (n, M, B)
+    f = aphi.sum(1)  # (n, B)
     ftot = f if off is None else f + off
     ef = torch.exp(ftot)  # (n, B)
     loss = (r * (ef - 1.0) - dw * ftot).double().sum(0)  # (B,), float64 sum
     if not need_grad:
         return loss, None, None, None
     g = r * ef - dw  # (n, B)  dL/df
-    grad_a = (phi * g.unsqueeze(-1)).sum(0)  # (B, M)
+    grad_a = (phi * g.unsqueeze(1)).sum(0)  # (M, B)
     G = (kp + sm) * aphi
     if sm:
-        G = G - (e / S) * f.unsqueeze(-1)
-    G = (G * g.unsqueeze(-1)).view(n, B * M)  # (n, B*M)  dL/dl
-    return loss, grad_a, G.sum(0), G.T @ Xa[:, :-2]  # GX: (B*M, d)
+        G = G - (e / S) * f.unsqueeze(1)
+    G = (G * g.unsqueeze(1)).view(n, M * B)  # (n, M*B)  dL/dl
+    return loss, grad_a, G.sum(0), G.T @ Xa[:, :-2]  # GX: (M*B, d)
 
 
 class _Kernels:
@@ -171,16 +174,17 @@ _COMPILE_WORK = 3e9
 
 
 def _loss_and_grad(Xa, chunks, centres, amps, sigma, r, dw, off, comp, need_grad=True, fn=_chunk_terms):
+    """Loss (B,), amplitude gradient (B, M) and centre gradient (B, M, d), float64."""
     B, M, d = centres.shape
-    Ca = augment_centres(centres.to(Xa.dtype), sigma)  # (d+2, B*M)
-    a32 = amps.to(Xa.dtype)
+    Ca = augment_centres(centres.transpose(0, 1).to(Xa.dtype), sigma)  # (d+2, M*B), kernel-major
+    aT = amps.T.to(Xa.dtype).contiguous()  # (M, B)
     loss = torch.zeros(B, dtype=torch.float64, device=Xa.device)
-    ga = torch.zeros(B, M, dtype=torch.float64, device=Xa.device)
-    gs = torch.zeros(B * M, dtype=torch.float64, device=Xa.device)
-    gx = torch.zeros(B * M, d, dtype=torch.float64, device=Xa.device)
+    ga = torch.zeros(M, B, dtype=torch.float64, device=Xa.device)
+    gs = torch.zeros(M * B, dtype=torch.float64, device=Xa.device)
+    gx = torch.zeros(M * B, d, dtype=torch.float64, device=Xa.device)
     for lo, hi in chunks:
         o = None if off is None else off[lo:hi]
-        terms = fn(Xa[lo:hi], Ca, a32, r[lo:hi], dw[lo:hi], o, comp.k_power, comp.softmax, need_grad)
+        terms = fn(Xa[lo:hi], Ca, aT, r[lo:hi], dw[lo:hi], o, comp.k_power, comp.softmax, need_grad)
         loss += terms[0]
         if need_grad:
             ga += terms[1]
@@ -189,8 +193,10 @@ def _loss_and_grad(Xa, chunks, centres, amps, sigma, r, dw, off, comp, need_grad
     if not need_grad:
         return loss, None, None
     inv = 1.0 / (sigma * sigma)
-    gmu = (gx.view(B, M, d) - centres * gs.view(B, M, 1)) * inv  # (B, M, d)
-    return loss, ga, gmu
+    gs = gs.view(M, B).T.unsqueeze(-1)  # (B, M, 1)
+    gx = gx.view(M, B, d).transpose(0, 1)  # (B, M, d)
+    gmu = (gx - centres * gs) * inv  # (B, M, d)
+    return loss, ga.T, gmu
 
 
 def evaluate_loss(X, centres, amplitudes, sigma, ref_weight, data_weight, *, competition,
@@ -213,8 +219,8 @@ def evaluate_loss(X, centres, amplitudes, sigma, ref_weight, data_weight, *, com
     B, M, _ = centres.shape
     N = X.shape[0]
     step = chunk_rows or default_chunk_rows(N, B * M)
-    Ca = augment_centres(centres.to(torch.float64), sigma)
-    a64 = amplitudes.to(torch.float64)
+    Ca = augment_centres(centres.transpose(0, 1).to(torch.float64), sigma)  # kernel-major
+    a64 = amplitudes.T.to(torch.float64).contiguous()  # (M, B)
     total = torch.zeros(B, dtype=torch.float64, device=X.device)
     for lo in range(0, N, step):
         hi = min(N, lo + step)
@@ -302,6 +308,8 @@ def candidate_rows(data_weight: torch.Tensor, n_cand: int) -> torch.Tensor:
     mask = (data_weight > 0).cpu()
     for b in range(data_weight.shape[1]):
         rows = torch.nonzero(mask[:, b]).flatten()
+        if len(rows) == 0:  # a toy without data points: any row will do (nothing to gain)
+            rows = torch.arange(data_weight.shape[0])
         pick = torch.linspace(0, len(rows) - 1, min(n_cand, len(rows))).round().long()
         rows = rows[pick]
         if len(rows) < n_cand:
