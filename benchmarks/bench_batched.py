@@ -68,7 +68,7 @@ def main(argv=None):
     p.add_argument("--kernels", type=int, default=8)
     p.add_argument("--replicas", type=int, default=32)
     p.add_argument("--dims", default="32,1024")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--fused", default="compile", choices=["auto", "eager", "compile"])
     args = p.parse_args(argv)
     N, M, B, E = args.n, args.kernels, args.replicas, args.epochs

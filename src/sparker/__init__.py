@@ -9,7 +9,11 @@ inspected sample over- or under-populates a reference sample
 __version__ = "0.1.0"
 
 from .config import LayerConfig, TrainingConfig  # noqa: E402
+from .calibration import Calibration, TestResult, calibrate, test  # noqa: E402
 from .estimator import SparKer  # noqa: E402
 from . import scenarios  # noqa: E402
 
-__all__ = ["SparKer", "TrainingConfig", "LayerConfig", "scenarios", "__version__"]
+__all__ = [
+    "SparKer", "TrainingConfig", "LayerConfig", "scenarios", "test", "calibrate",
+    "Calibration", "TestResult", "__version__",
+]
