@@ -44,7 +44,7 @@ class TrainingConfig:
     lr_centres: float = 0.05
     lr_amplitudes: float = 0.05
     a_max: float = 10.0
-    l1: float = 0.0
+    l1: float = 0.5
     reseed: bool = True
     chunk_rows: int | None = None
     record_every: int = 10
