@@ -1,7 +1,8 @@
 """Does SparKer put one kernel on each of the three square2d clumps? (paper, fig. 4)
 
 For seeds 0..4 and several training variants (default annealing with
-re-seeding, constant width at sigma_end, and both without re-seeding), fit
+re-seeding, constant width at sigma_end, both without re-seeding, and one
+change of default at a time), fit
 ``SparKer(n_kernels=4)`` on the square2d scenario (20,000 reference points,
 2,000 uniform data points plus three clumps of 30 points, std 0.02) and count
 the clumps that have a kernel centre within 0.1.
@@ -26,6 +27,12 @@ VARIANTS = {
     "constant sigma_end + reseed": {"schedule": "constant"},
     "annealing, no reseed": {"reseed": False},
     "constant sigma_end, no reseed": {"schedule": "constant", "reseed": False},
+    "no L1 penalty (l1=0)": {"l1": 0.0},
+    "sigma_end_quantile=0.01": {"sigma_end_quantile": 0.01},
+    "sigma_end_quantile=0.001": {"sigma_end_quantile": 0.001},
+    "linear schedule": {"schedule": "linear"},
+    "competition=none": {"competition": "none"},
+    "competition=softmax": {"competition": "softmax"},
 }
 
 
@@ -38,9 +45,14 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--epochs", type=int, default=1000)
+    p.add_argument("--variants", default=None,
+                   help="comma-separated subset of variant numbers (0-based); default: all")
     args = p.parse_args(argv)
+    chosen = list(VARIANTS.items())
+    if args.variants:
+        chosen = [chosen[int(i)] for i in args.variants.split(",")]
     print(f"{'variant':<32} {'clumps found per seed':<24} {'seeds with 3/3':>14} {'mean t':>8} {'s/fit':>6}")
-    for name, over in VARIANTS.items():
+    for name, over in chosen:
         found, ts = [], []
         t0 = time.perf_counter()
         for seed in range(args.seeds):

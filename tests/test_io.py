@@ -375,3 +375,25 @@ def test_write_json_refuses_to_overwrite(tmp_path):
         write_json(path, {"a": 2})
     write_json(path, {"a": 2}, overwrite=True)
     assert json.loads(path.read_text()) == {"a": 2}
+
+
+def test_archive_round_trip_and_refusals(tmp_path):
+    from sparker.io import read_archive, write_archive
+
+    path = tmp_path / "a.npz"
+    write_archive(path, {"x": np.arange(3.0)}, {"format": "demo", "format_version": 1, "k": [1, 2]})
+    arrays, meta = read_archive(path, kind="demo", format_name="demo", version=1)
+    np.testing.assert_array_equal(arrays["x"], np.arange(3.0))
+    assert meta["k"] == [1, 2]
+    with pytest.raises(FileExistsError):
+        write_archive(path, {}, {"format": "demo", "format_version": 1})
+    with pytest.raises(ValueError, match=r"^path: .* has format version 1"):
+        read_archive(path, kind="demo", format_name="demo", version=2)
+    with pytest.raises(ValueError, match=r"^path: .* is not a other file"):
+        read_archive(path, kind="other", format_name="other", version=1)
+    npy = tmp_path / "b.npy"
+    np.save(npy, np.zeros(3))
+    with pytest.raises(ValueError, match=r"^path: .*not a readable demo file"):
+        read_archive(npy, kind="demo", format_name="demo", version=1)
+    with pytest.raises(FileNotFoundError, match=r"^path: file not found"):
+        read_archive(tmp_path / "missing.npz", kind="demo", format_name="demo", version=1)

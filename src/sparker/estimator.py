@@ -20,14 +20,12 @@ Conventions
 
 from __future__ import annotations
 
-import io as _io
 import json
 import logging
 import math
 import numbers
-import os
 from collections.abc import Mapping
-from dataclasses import asdict, fields, is_dataclass, replace
+from dataclasses import asdict, fields, is_dataclass
 
 import numpy as np
 import torch
@@ -36,7 +34,7 @@ from . import __version__
 from ._validation import check_array, check_feature_names, check_n_features, check_weights
 from .config import LayerConfig, TrainingConfig
 from .ensemble import fit_stack, resolve_widths, stack_log_ratio
-from .io import atomic_write_bytes
+from .io import read_archive, write_archive
 from .kernels import COMPETITIONS, evaluate, get_competition
 from .schedules import SCHEDULES
 from .trainer import TrainResult
@@ -456,41 +454,21 @@ class SparKer:
                 sorted(k for k, v in h.items() if isinstance(v, np.ndarray)) for h in self._history_layers()
             ],
         }
-        meta = json.loads(json.dumps(meta, default=_json_default))  # fail before writing anything
-        arrays = {
-            "mean": self.standardizer_.mean,
-            "scale": self.standardizer_.scale,
-            "__meta__": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
-        }
+        meta = json.loads(json.dumps(meta, default=_json_default))  # plain JSON types only
+        arrays = {"mean": self.standardizer_.mean, "scale": self.standardizer_.scale}
         for k, L in enumerate(self.layers_):
             arrays[f"centres_{k}"] = L["centres"].numpy()
             arrays[f"amplitudes_{k}"] = L["amplitudes"].numpy()
         for k, (h, keys) in enumerate(zip(self._history_layers(), meta["history_keys"])):
             for key in keys:
                 arrays[f"history_{k}_{key}"] = h[key]
-        buf = _io.BytesIO()
-        np.savez(buf, **arrays)
-        atomic_write_bytes(path, buf.getvalue(), overwrite=overwrite)
+        write_archive(path, arrays, meta, overwrite=overwrite)
 
     @classmethod
     def load(cls, path) -> "SparKer":
         """Load a model written by :meth:`save` (never executes code from the file)."""
-        path = os.fspath(path)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"path: file not found: {path}")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-            meta = json.loads(arrays.pop("__meta__").tobytes().decode())
-        except Exception as exc:  # zip, json, unicode or format errors
-            raise ValueError(f"path: {path} is not a readable SparKer model ({type(exc).__name__}: {exc})") from None
-        if not isinstance(meta, dict) or meta.get("format") != _FORMAT_NAME:
-            raise ValueError(f"path: {path} is not a SparKer model file")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(
-                f"path: {path} has format version {meta.get('format_version')}, "
-                f"this SparKer reads version {FORMAT_VERSION}"
-            )
+        arrays, meta = read_archive(path, kind="SparKer model", format_name=_FORMAT_NAME,
+                                    version=FORMAT_VERSION)
         try:
             params = dict(meta["params"])
             model = cls(**params)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import io
 import json
 import math
 import os
@@ -28,6 +29,8 @@ from ._validation import _frame_to_array
 
 __all__ = [
     "SUPPORTED_SUFFIXES",
+    "write_archive",
+    "read_archive",
     "atomic_write_bytes",
     "atomic_write_text",
     "read_table",
@@ -236,6 +239,50 @@ def write_json(path: str | os.PathLike[str], obj: Any, *, overwrite: bool = Fals
 
 class _ReadError(ValueError):
     """A reader's own ValueError, whose message is complete (not a corrupted file)."""
+
+
+def write_archive(path, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any], *,
+                  overwrite: bool = False) -> None:
+    """Write plain arrays plus a JSON header (``__meta__``) as one ``.npz``, atomically.
+
+    The header is converted to JSON first, so an unserialisable value fails
+    before anything is written.  No pickle is involved.
+    """
+    header = json.dumps(_to_jsonable(dict(meta), "meta")).encode()
+    payload = {k: np.asarray(v) for k, v in arrays.items()}
+    payload["__meta__"] = np.frombuffer(header, dtype=np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, **payload)
+    atomic_write_bytes(path, buf.getvalue(), overwrite=overwrite)
+
+
+def read_archive(path, *, kind: str, format_name: str, version: int, name: str = "path"
+                 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read an archive written by :func:`write_archive` and check its header.
+
+    Raises FileNotFoundError for a missing file and ValueError (starting with
+    ``name``) for a file that is not a readable ``.npz`` with a JSON header, is
+    of another format, or of another format version.  ``allow_pickle`` is off:
+    nothing in the file is executed.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{name}: file not found: {path}")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError("a single .npy array, not an .npz archive")
+        with loaded as z:
+            arrays = {k: z[k] for k in z.files}
+        meta = json.loads(arrays.pop("__meta__").tobytes().decode())
+    except Exception as exc:  # zip, json, unicode, missing header, pickled content
+        raise ValueError(f"{name}: {path} is not a readable {kind} file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != format_name:
+        raise ValueError(f"{name}: {path} is not a {kind} file")
+    if meta.get("format_version") != version:
+        raise ValueError(f"{name}: {path} has format version {meta.get('format_version')!r}; "
+                         f"this SparKer reads version {version}")
+    return arrays, meta
 
 
 def _read_npy(path: Path, *, name: str, key: str | None) -> tuple[np.ndarray, None]:

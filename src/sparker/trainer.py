@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .kernels import Competition, augment_centres, augment_pool, get_competition
+from .kernels import augment_centres, augment_pool, get_competition
 
 __all__ = ["TrainResult", "train_replicas", "default_chunk_rows", "evaluate_loss"]
 
