@@ -10,11 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import sparker
 from sparker import SparKer, __version__, cli, scenarios
 from sparker.cli import COMMANDS, build_parser, main, training_flags
 from sparker.config import TrainingConfig
 
 FAST = ["--epochs", "50", "--n-kernels", "2"]
+#: Calibrated tests: few epochs, few kernels and five toys keep each run well under a second.
+QUICK = ["--epochs", "30", "--n-kernels", "2", "--n-null", "5"]
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +132,141 @@ def test_fit_out_refuses_to_overwrite_without_force(npy_files, tmp_path, capsys)
     assert "statistic" in json.loads(out.read_text())
 
 
+# ------------------------------------------------------------- test, calibrate
+
+
+@pytest.fixture(scope="module")
+def test_files(tmp_path_factory):
+    """Reference (800, 2) and data (70, 2) with a small clump: 'auto' resamples."""
+    rng = np.random.default_rng(1)
+    folder = tmp_path_factory.mktemp("test_inputs")
+    data = np.concatenate([rng.uniform(size=(60, 2)), 0.5 + 0.02 * rng.standard_normal((10, 2))])
+    np.save(folder / "ref.npy", rng.uniform(size=(800, 2)))
+    np.save(folder / "other_ref.npy", rng.uniform(size=(800, 2)))
+    np.save(folder / "data.npy", data)
+    return folder / "ref.npy", folder / "data.npy", folder / "other_ref.npy"
+
+
+def run_test(reference, data, *extra):
+    return main(["test", "--reference", str(reference), "--data", str(data), *extra])
+
+
+@pytest.mark.parametrize("null", ["auto", "permutation"])
+def test_test_prints_json_with_pvalue_and_zscore(test_files, capsys, null):
+    ref, data, _ = test_files
+    assert run_test(ref, data, *QUICK, "--null", null) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert 0 < result["pvalue"] <= 1
+    assert result["pvalue"] >= 1 / 6  # never below the resolution 1/(B+1)
+    assert np.isfinite(result["zscore"])
+    assert result["null_mode"] == {"auto": "resample", "permutation": "permutation"}[null]
+    assert result["n_null"] == 5 and len(result["null_distribution"]) == 5
+    assert [(s["n_kernels"], s["epochs"]) for s in result["settings"]] == [(2, 30)]
+    assert result["per_config"] is None and result["chi2"]["dof"] > 0
+    assert result["inputs"]["reference"] == {"file": str(ref), "shape": [800, 2]}
+    assert result["inputs"]["data"]["shape"] == [70, 2]
+    assert result["sparker_version"] == __version__
+
+
+def test_test_out_refuses_to_overwrite_without_force(test_files, tmp_path, capsys):
+    ref, data, _ = test_files
+    (tmp_path / "result.json").write_text("keep me")
+    args = [*QUICK, "--out", str(tmp_path)]
+    assert_user_error(capsys, run_test(ref, data, *args), "--out", "already exists", "--force")
+    assert (tmp_path / "result.json").read_text() == "keep me"
+    assert not (tmp_path / "model.npz").exists()
+
+    assert run_test(ref, data, *args, "--force") == 0
+    assert capsys.readouterr().out == ""
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert 0 < result["pvalue"] <= 1
+    assert SparKer.load(tmp_path / "model.npz").statistic_ == pytest.approx(result["statistic"])
+
+
+def test_test_comma_lists_run_several_configurations(test_files, capsys):
+    ref, data, _ = test_files
+    code = run_test(ref, data, *QUICK, "--n-kernels", "2,3", "--sigma-end-quantile", "0.003,0.01",
+                    "--aggregation", "fisher")
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    grid = [(s["n_kernels"], s["sigma_end_quantile"]) for s in result["settings"]]
+    assert sorted(grid) == [(2, 0.003), (2, 0.01), (3, 0.003), (3, 0.01)]
+    assert result["per_config"]["aggregation"] == "fisher"
+    assert len(result["per_config"]["statistics"]) == len(result["per_config"]["pvalues"]) == 4
+    assert 0 < result["pvalue"] <= 1 and len(result["null_distribution"]) == 5
+
+
+def test_list_flags_parse_each_element_with_the_field_type():
+    base = ["test", "--reference", "r.npy", "--data", "d.npy"]
+    args = build_parser().parse_args(
+        [*base, "--n-kernels", "4,8", "--sigma-end-quantile", "0.003, 0.01", "--epochs", "30",
+         "--schedule", "linear,geometric", "--no-reseed"])
+    assert args.n_kernels == [4, 8] and all(type(n) is int for n in args.n_kernels)
+    assert args.sigma_end_quantile == [0.003, 0.01]
+    assert args.epochs == 30  # a single value stays a scalar
+    assert args.schedule == ["linear", "geometric"] and args.reseed is False
+    args = build_parser().parse_args(["calibrate", "--reference", "r.npy", "--n-data", "50",
+                                      "--out", "c.npz", "--n-kernels", "2,3"])
+    assert args.n_kernels == [2, 3]
+
+
+def test_calibrate_once_then_test_with_the_calibration(test_files, tmp_path, capsys):
+    ref, data, other_ref = test_files
+    cal = tmp_path / "cal.npz"
+    checkpoint = tmp_path / "toys.npz"
+    calibrate = ["calibrate", "--reference", str(ref), "--n-data", "70", "--out", str(cal), *QUICK,
+                 "--checkpoint", str(checkpoint)]
+    assert main(calibrate) == 0
+    assert checkpoint.stat().st_size > 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["file"] == str(cal) and summary["n_null"] == 5 and summary["n_settings"] == 1
+    assert summary["null_mode"] == "resample" and summary["n_data"] == 70
+    assert len(summary["null_quantiles"]["0.5"]) == 1
+    saved = sparker.Calibration.load(cal)
+    assert saved.n_null == 5 and saved.configs[0].epochs == 30
+    assert_user_error(capsys, main(calibrate), "--out", "already exists")
+
+    # same reference: no toys are run again, and the result is the direct test's
+    assert run_test(ref, data, "--calibration", str(cal)) == 0
+    reused = json.loads(capsys.readouterr().out)
+    assert reused["null_distribution"] == pytest.approx(saved.null[:, 0].tolist())
+    assert reused["inputs"]["calibration"] == {"file": str(cal)}
+    assert run_test(ref, data, *QUICK) == 0
+    direct = json.loads(capsys.readouterr().out)
+    assert reused["pvalue"] == direct["pvalue"]
+    assert reused["statistic"] == pytest.approx(direct["statistic"])
+    # flags the calibration fixes may be repeated when they agree
+    assert run_test(ref, data, "--calibration", str(cal), *QUICK, "--seed", "0") == 0
+    capsys.readouterr()
+
+    code = run_test(other_ref, data, "--calibration", str(cal))
+    assert_user_error(capsys, code, "reference", "differs")
+    code = run_test(ref, data, "--calibration", str(cal), "--n-kernels", "3")
+    assert_user_error(capsys, code, "--n-kernels", "3", "2")
+    code = run_test(ref, data, "--calibration", str(cal), "--backend", "processes")
+    assert_user_error(capsys, code, "--backend", "--calibration")
+    code = run_test(ref, data, "--calibration", str(tmp_path / "nope.npz"))
+    assert_user_error(capsys, code, "--calibration", "not found")
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--null", "bootstrap"], ["--null", "bootstrap"]),
+        (["--n-kernels", "2,x"], ["--n-kernels", "x"]),
+        (["--n-kernels", "2,2"], ["--n-kernels", "repeated"]),
+        (["--sigma-end-quantile", "0.01,"], ["--sigma-end-quantile", "empty"]),
+        (["--competition", "softmax,foo"], ["--competition", "foo"]),
+        (["--n-null", "0"], ["--n-null", "positive"]),
+        (["--aggregation", "max"], ["--aggregation", "max"]),
+        (["--scheduler", "tcp://localhost:8786"], ["--scheduler", "dask"]),
+    ],
+)
+def test_test_bad_flag_values(test_files, capsys, extra, words):
+    ref, data, _ = test_files
+    assert_user_error(capsys, run_test(ref, data, *extra), *words)
+
+
 # ------------------------------------------------------------------ bad input
 
 
@@ -224,7 +362,7 @@ def test_global_flags_before_or_after_the_command():
     assert parser.parse_args(["demo", "--verbose"]).verbose
     assert parser.parse_args(["--debug", "demo"]).debug
     assert not parser.parse_args(["demo"]).debug
-    assert set(COMMANDS) >= {"demo", "fit"}
+    assert set(COMMANDS) >= {"demo", "fit", "test", "calibrate"}
 
 
 def test_version_and_help(capsys):
@@ -233,6 +371,11 @@ def test_version_and_help(capsys):
     assert main(["fit", "--help"]) == 0
     out = capsys.readouterr().out
     assert "--n-kernels" in out and "--no-reseed" in out and "--competition" in out
+    assert main(["test", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--calibration" in out and "--n-null" in out and "comma-separated" in out
+    assert main(["calibrate", "--help"]) == 0
+    assert "--n-data" in capsys.readouterr().out
 
 
 def test_python_dash_m():

@@ -11,9 +11,9 @@ __version__ = "0.1.0"
 from .config import LayerConfig, TrainingConfig  # noqa: E402
 from .calibration import Calibration, TestResult, calibrate, test  # noqa: E402
 from .estimator import SparKer  # noqa: E402
-from . import scenarios  # noqa: E402
+from . import baselines, scenarios  # noqa: E402
 
 __all__ = [
-    "SparKer", "TrainingConfig", "LayerConfig", "scenarios", "test", "calibrate",
+    "SparKer", "TrainingConfig", "LayerConfig", "scenarios", "baselines", "test", "calibrate",
     "Calibration", "TestResult", "__version__",
 ]

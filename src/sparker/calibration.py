@@ -1,27 +1,45 @@
 r"""Calibrated significance: null toys as batched replicas, p-values, reusable calibrations.
 
 The test statistic :math:`t = -2 L[\hat f]` has no closed-form null
-distribution, so it is calibrated with null toys retrained from scratch with
-the same settings (:mod:`sparker.nulls`).  All toys of a chunk are replicas
-of one batched training run; chunks go to a back end
-(:mod:`sparker.backends`).
+distribution, so it is calibrated with ``B`` null toys retrained from scratch
+with the same settings (``SPEC.md`` section 4; toys are made by
+:mod:`sparker.nulls`).  All toys of a chunk of ``replica_chunk`` toys are
+replicas of one batched training run over a shared pool; chunks go to a back
+end (:mod:`sparker.backends`).
 
-p-value: :math:`p = (1 + \#\{t_0 \ge t\}) / (1 + B)`, never 0, resolution
-:math:`1/(B+1)`; :math:`Z = \Phi^{-1}(1 - p)`.  A :math:`\chi^2` with free
-degrees of freedom is fitted to the null for asymptotic p and Z beyond the
-toys, with a KS goodness-of-fit p-value.
+p-value and significance:
 
-Several configurations (settings given as lists) run on the same toys and
-are aggregated (min-p by default) and calibrated on those same toys.
+.. math::
+
+    p = \frac{1 + \#\{b : t_0^{(b)} \ge t\}}{1 + B}, \qquad Z = \Phi^{-1}(1 - p),
+
+never 0, resolution :math:`1/(B+1)`.  A :math:`\chi^2` with free degrees of
+freedom is fitted to the null for asymptotic p and Z beyond the toys, with a
+KS goodness-of-fit p-value.
+
+Several configurations (settings given as lists) run on the *same* toys; their
+per-configuration p-values are aggregated (min-p by default, see
+:data:`sparker.stats.AGGREGATIONS`) and the aggregated statistic is calibrated
+on those same toys.
+
+Reproducibility: toy ``b`` draws its pseudo-experiment from the child seed
+``(seed, 2, b, 0)`` and its starting centres from ``(seed, 2, b, 1)``; widths
+come from ``(seed, 0)`` exactly as in :meth:`SparKer.fit`.  A toy is therefore
+the same whatever chunk, batch or back end computes it (up to float32 rounding
+of the batched products, about 1e-6 relative, when the chunk composition
+changes).
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import io as _io
 import itertools
 import json
 import logging
+import math
+import numbers
 import os
 from dataclasses import dataclass, field
 
@@ -30,13 +48,13 @@ import torch
 
 from . import __version__
 from ._validation import check_array, check_n_features, check_weights
-from .backends import get_backend, run_all
+from .backends import check_backend, get_backend, run_all
 from .config import TrainingConfig
 from .ensemble import fit_stack, resolve_widths
-from .estimator import SparKer, Standardizer, reference_weights, validate_config
+from .estimator import SparKer, Standardizer, validate_config
 from .io import atomic_write_bytes
 from .nulls import NullSpec, resolve_null_mode, toy_weights
-from .stats import aggregate, empirical_pvalue, fit_chi2, zscore
+from .stats import AGGREGATIONS, aggregate, empirical_pvalue, fit_chi2, zscore
 
 __all__ = ["TestResult", "Calibration", "test", "calibrate", "expand_settings"]
 
@@ -45,15 +63,14 @@ log = logging.getLogger(__name__)
 CALIBRATION_FORMAT = "sparker-calibration"
 CALIBRATION_VERSION = 1
 _CHECKPOINT_FORMAT = "sparker-checkpoint"
+_CHECKPOINT_VERSION = 1
 
-# spawn keys of the three independent random streams of a test
-_WIDTH_KEY, _OBS_KEY, _TOY_KEY = 0, 1, 2
-
-_ESTIMATOR_ONLY = ("n_expected", "seed", "device")
+# spawn keys of the independent random streams of a run (widths as in SparKer.fit)
+_WIDTH_KEY, _TOY_KEY = 0, 2
 
 
 # ------------------------------------------------------------------ results
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TestResult:
     """Outcome of a calibrated two-sample test.
 
@@ -76,11 +93,12 @@ class TestResult:
         One training configuration per entry (several when aggregating).
     seed : int
     chi2 : dict or None
-        Chi-square fit of the null (``dof``, ``ks_pvalue``, ``poor_fit``,
-        ``pvalue``, ``zscore`` of the observation); None when aggregating.
+        Chi-square fit of the null (``dof``, ``ks_pvalue``, ``poor_fit``, ...)
+        with the asymptotic ``pvalue`` and ``zscore`` of the observation; None
+        when aggregating or with fewer than 2 toys.
     per_config : dict or None
-        With several configurations: ``statistics`` (K,), ``pvalues`` (K,),
-        ``aggregation``.
+        With several configurations: ``aggregation``, ``statistics`` (K,),
+        ``pvalues`` (K,) and ``null_statistics`` (n_null, K).
     model : SparKer or None
         The fitted observed model (first configuration).
     converged : bool
@@ -107,6 +125,7 @@ class TestResult:
         return 1.0 / (self.n_null + 1)
 
     def to_dict(self) -> dict:
+        """JSON-serialisable summary (the model as its per-kernel table)."""
         out = {
             "method": self.method,
             "statistic": float(self.statistic),
@@ -119,7 +138,7 @@ class TestResult:
             "chi2": self.chi2,
             "per_config": self.per_config,
             "settings": self.settings,
-            "seed": self.seed,
+            "seed": int(self.seed),
             "converged": bool(self.converged),
             "sparker_version": __version__,
         }
@@ -136,9 +155,10 @@ def expand_settings(settings: dict) -> list[TrainingConfig]:
     gives two configurations.  ``layers`` is never expanded.
     """
     base = SparKer().get_params()
-    unknown = set(settings) - set(base)
+    known = set(base) - {"n_expected", "seed", "device"}
+    unknown = set(settings) - known
     if unknown:
-        raise ValueError(f"settings: unknown settings {sorted(unknown)}; known: {sorted(base)}")
+        raise ValueError(f"settings: unknown settings {sorted(unknown)}; known: {sorted(known)}")
     fixed, grid = {}, {}
     for k, v in settings.items():
         if k != "layers" and isinstance(v, (list, tuple)):
@@ -148,14 +168,14 @@ def expand_settings(settings: dict) -> list[TrainingConfig]:
         else:
             fixed[k] = v
     configs = []
-    for values in itertools.product(*grid.values()) if grid else [()]:
+    for values in itertools.product(*grid.values()):
         params = {**fixed, **dict(zip(grid, values))}
-        est = SparKer(**{k: v for k, v in params.items()})
-        configs.append(est.training_config())
+        configs.append(SparKer(**params).training_config())
     return configs
 
 
 def _fingerprint(R: np.ndarray, w: np.ndarray | None) -> str:
+    """SHA-256 of the reference (shape, float64 values) and its weights."""
     h = hashlib.sha256()
     h.update(np.asarray(R.shape, dtype=np.int64).tobytes())
     h.update(np.ascontiguousarray(R, dtype=np.float64).tobytes())
@@ -171,31 +191,34 @@ def _seq(seed: int, *key: int) -> np.random.SeedSequence:
 # ------------------------------------------------------------------ the work
 @dataclass(frozen=True)
 class _ToyProblem:
-    """What every chunk of toys shares (plain arrays: cheap to ship to workers)."""
+    """What every chunk of toys shares (plain arrays: cheap to ship to workers once)."""
 
     pool: np.ndarray  # (N, d) float32, standardised
     spec: NullSpec
-    ref_weight: np.ndarray | None  # user reference weights (resample draws)
+    ref_weight: np.ndarray | None  # (N_R,) user reference weights (resample draws)
     configs: tuple  # TrainingConfig per configuration
-    widths: tuple  # per configuration: list of (sigma_start, sigma_end)
+    widths: tuple  # per configuration: list of (sigma_start, sigma_end) per layer
     seed: int
     device: str = "cpu"
 
 
 def _run_chunk(problem: _ToyProblem, k: int, toy_ids: tuple[int, ...]) -> np.ndarray:
-    """Statistics of toys ``toy_ids`` under configuration ``k``: (n,) float64."""
+    """Statistics of toys ``toy_ids`` under configuration ``k``: (n,) float64.
+
+    The toys are replicas of one batched training run over ``problem.pool``.
+    """
     device = torch.device(problem.device)
-    X = torch.as_tensor(problem.pool, device=device)
+    X = torch.as_tensor(problem.pool, device=device)  # (N, d)
     rs, ds = [], []
     for b in toy_ids:
         r, d = toy_weights(problem.spec, _seq(problem.seed, _TOY_KEY, b, 0), problem.ref_weight)
         rs.append(r)
         ds.append(d)
     r = torch.as_tensor(np.stack(rs, 1), dtype=torch.float32, device=device)  # (N, n)
-    d = torch.as_tensor(np.stack(ds, 1), dtype=torch.float32, device=device)
+    d = torch.as_tensor(np.stack(ds, 1), dtype=torch.float32, device=device)  # (N, n)
     seeds = [_seq(problem.seed, _TOY_KEY, b, 1) for b in toy_ids]
     fit = fit_stack(X, r, d, problem.configs[k], problem.widths[k], seeds, record_replicas=())
-    return fit.statistic
+    return np.asarray(fit.statistic, dtype=np.float64)
 
 
 def _chunks(n_null: int, size: int) -> list[tuple[int, ...]]:
@@ -203,86 +226,161 @@ def _chunks(n_null: int, size: int) -> list[tuple[int, ...]]:
 
 
 class _Checkpoint:
-    """Finished toys on disk, rewritten atomically after every chunk."""
+    """Finished toys of one run, on disk (``.npz``: arrays + JSON header, no pickle).
+
+    The file is rewritten atomically after every finished chunk, so a run
+    killed at any moment leaves either the previous or the new state, never a
+    torn file.  ``run_id`` hashes everything the toys depend on (reference or
+    pool, settings, widths, seed, number of toys, null-mode options) but not
+    the chunk size or back end, so a resumed run may use other ones.
+    """
 
     def __init__(self, path, run_id: str, shape: tuple[int, int]):
         self.path = None if path is None else os.fspath(path)
         self.run_id = run_id
-        self.values = np.full(shape, np.nan)
+        self.values = np.full(shape, np.nan)  # (n_null, K)
         self.done = np.zeros(shape, dtype=bool)
-        if self.path and os.path.exists(self.path):
+        if self.path is None:
+            return
+        if os.path.exists(self.path):
             self._load()
+        else:
+            self._write()  # a bad path fails now, not after the first chunk
+
+    @staticmethod
+    def read(path) -> tuple[dict, np.ndarray, np.ndarray]:
+        """(header, values (n_null, K), done (n_null, K)) of a checkpoint file."""
+        try:
+            with np.load(os.fspath(path), allow_pickle=False) as z:
+                meta = json.loads(z["__meta__"].tobytes().decode())
+                values, done = np.asarray(z["values"], dtype=np.float64), np.asarray(z["done"], dtype=bool)
+        except Exception as exc:
+            raise ValueError(
+                f"checkpoint: {os.fspath(path)} is not a readable SparKer checkpoint "
+                f"({type(exc).__name__}: {exc})"
+            ) from None
+        if not isinstance(meta, dict) or meta.get("format") != _CHECKPOINT_FORMAT:
+            raise ValueError(f"checkpoint: {os.fspath(path)} is not a SparKer checkpoint file")
+        return meta, values, done
 
     def _load(self):
-        try:
-            with np.load(self.path, allow_pickle=False) as z:
-                meta = json.loads(z["__meta__"].tobytes().decode())
-                values, done = z["values"], z["done"]
-        except Exception as exc:
-            raise ValueError(f"checkpoint: {self.path} is not a readable SparKer checkpoint ({exc})") from None
-        if meta.get("format") != _CHECKPOINT_FORMAT or meta.get("run_id") != self.run_id:
+        meta, values, done = self.read(self.path)
+        if meta.get("run_id") != self.run_id:
             raise ValueError(
-                f"checkpoint: {self.path} belongs to a different calibration (other reference, "
-                "settings, seed or size); choose another path or delete it"
+                f"checkpoint: {self.path} belongs to a different run (other reference, data, "
+                "settings, seed, n_null or null-mode options); choose another path or delete it"
             )
-        if values.shape != self.values.shape:
-            raise ValueError(f"checkpoint: {self.path} has the wrong shape {values.shape}")
+        if values.shape != self.values.shape or done.shape != self.values.shape:
+            raise ValueError(f"checkpoint: {self.path} has arrays of shape {values.shape}, "
+                             f"expected {self.values.shape}")
+        if not np.isfinite(values[done]).all():
+            raise ValueError(f"checkpoint: {self.path} has non-finite finished toys")
         self.values, self.done = values, done
-        log.info("resuming from %s: %d of %d toys done", self.path, int(done.sum()), done.size)
+        log.info("resuming from %s: %d of %d toy fits done", self.path, int(done.sum()), done.size)
+
+    def _write(self):
+        meta = {"format": _CHECKPOINT_FORMAT, "format_version": _CHECKPOINT_VERSION,
+                "run_id": self.run_id, "sparker_version": __version__}
+        buf = _io.BytesIO()
+        np.savez(buf, values=self.values, done=self.done,
+                 __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+        atomic_write_bytes(self.path, buf.getvalue(), overwrite=True)
 
     def record(self, k: int, ids, values):
-        self.values[list(ids), k] = values
-        self.done[list(ids), k] = True
-        if self.path:
-            meta = {"format": _CHECKPOINT_FORMAT, "run_id": self.run_id}
-            buf = _io.BytesIO()
-            np.savez(buf, values=self.values, done=self.done,
-                     __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
-            atomic_write_bytes(self.path, buf.getvalue(), overwrite=True)
+        ids = list(ids)
+        self.values[ids, k] = values
+        self.done[ids, k] = True
+        if self.path is not None:
+            self._write()
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled or total == 0:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # progress bars are optional
+        log.info("progress: install tqdm for progress bars")
+        return None
+    return tqdm(total=total, desc="null toys", unit="toy")
 
 
 def _run_toys(problem: _ToyProblem, n_null: int, *, replica_chunk: int, backend: str,
               backend_options: dict, checkpoint, progress: bool, run_id: str) -> np.ndarray:
-    """Null statistics of every toy and configuration: (n_null, K)."""
+    """Null statistics of every toy and configuration: (n_null, K) float64.
+
+    Toys are cut into chunks ``[0, c), [c, 2c), ...`` per configuration; a
+    chunk found finished in the checkpoint is skipped, a partly finished one
+    (possible only after a change of chunk size) runs its missing toys only.
+    """
     K = len(problem.configs)
     ck = _Checkpoint(checkpoint, run_id, (n_null, K))
-    tasks, keys = [], []
+    tasks = []
     for k in range(K):
         for ids in _chunks(n_null, replica_chunk):
-            if not ck.done[list(ids), k].all():
-                tasks.append((problem, k, ids))
-                keys.append((k, ids))
-    bar = None
-    if progress and tasks:
-        try:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=sum(len(ids) for _, ids in keys), desc="null toys", unit="toy")
-        except ImportError:  # progress bars are optional
-            bar = None
+            todo = tuple(b for b in ids if not ck.done[b, k])
+            if todo:
+                tasks.append((k, todo))
+    if not tasks:
+        return ck.values
+    bar = _progress_bar(sum(len(ids) for _, ids in tasks), progress)
+    log.info("training %d null toy fits in %d chunks on the %r back end",
+             sum(len(ids) for _, ids in tasks), len(tasks), backend)
 
     def on_result(i, values):
-        k, ids = keys[i]
+        k, ids = tasks[i]
+        values = np.asarray(values, dtype=np.float64)
+        assert values.shape == (len(ids),), "a chunk returned the wrong number of statistics"
         ck.record(k, ids, values)
         if bar is not None:
             bar.update(len(ids))
 
-    if tasks:
-        run_all(get_backend(backend, **backend_options), _run_chunk, tasks, on_result)
-    if bar is not None:
-        bar.close()
+    try:
+        run_all(get_backend(backend, **backend_options), _run_chunk, problem, tasks, on_result)
+    finally:
+        if bar is not None:
+            bar.close()
+    assert ck.done.all(), "some null toys were not computed"
     return ck.values
 
 
 # ------------------------------------------------------------------ calibration
-@dataclass
+@dataclass(repr=False, eq=False)
 class Calibration:
     """Null distribution of a reference, reusable for many inspected samples.
 
-    Create with :func:`calibrate`; test samples with :meth:`test`.  Holds the
-    null statistics (``null``, shape (n_null, K)) and everything they depend
-    on: the reference fingerprint, the data size, the null-mode options, the
-    training configurations, the widths and the seed.
+    Create with :func:`calibrate`; test samples with :meth:`test` (or
+    ``sparker.test(..., calibration=cal)``); store with :meth:`save` and
+    :meth:`load`.  Holds the null statistics and everything they depend on: the
+    reference fingerprint, the data size, the null-mode options, the training
+    configurations, the widths and the seed.
+
+    Attributes
+    ----------
+    null : ndarray of shape (n_null, n_configs)
+        Null statistics of every toy and configuration.
+    configs : list of TrainingConfig
+    widths : list
+        Per configuration, ``(sigma_start, sigma_end)`` of every layer
+        (standardised units).
+    fingerprint : str
+        SHA-256 of the reference and its weights.
+    n_features, n_data : int
+    n_expected : float or None
+        ``N_0`` of the toys (None: the toy's own data count, shape only).
+    poisson : bool
+        Toy data counts drawn from Poisson(``N_0``) rather than exactly ``n_data``.
+    null_mode : str
+        ``resample``.
+    seed : int
+    aggregation : str
+        How several configurations are combined (``minp``, ``fisher``, ``meanp``).
+    data_tolerance : float
+        With Poisson toys, samples whose (weighted) size lies within
+        ``data_tolerance * sqrt(N_0)`` of ``N_0`` are accepted.
+    reference, reference_weight : ndarray or None
+        The calibrated reference (kept in memory only; not saved) and its
+        weights (saved).
     """
 
     null: np.ndarray
@@ -297,63 +395,103 @@ class Calibration:
     seed: int
     aggregation: str = "minp"
     data_tolerance: float = 3.0
-    reference: np.ndarray | None = field(default=None, repr=False, compare=False)
-    reference_weight: np.ndarray | None = field(default=None, repr=False, compare=False)
+    reference: np.ndarray | None = field(default=None, compare=False)
+    reference_weight: np.ndarray | None = field(default=None, compare=False)
+
+    def __repr__(self) -> str:
+        return (f"Calibration(n_null={self.n_null}, n_data={self.n_data}, n_expected={self.n_expected}, "
+                f"poisson={self.poisson}, null_mode={self.null_mode!r}, n_configs={len(self.configs)}, "
+                f"aggregation={self.aggregation!r}, seed={self.seed})")
 
     @property
     def n_null(self) -> int:
         return int(self.null.shape[0])
 
-    def accepts(self, n_data: float) -> bool:
-        """Whether a data sample of this size matches the calibration.
+    @property
+    def n0(self) -> float:
+        """``N_0``: ``n_expected``, else ``n_data``."""
+        return float(self.n_expected if self.n_expected is not None else self.n_data)
 
-        Exact-count toys accept only ``n_data`` itself; Poisson toys accept
-        sizes within ``data_tolerance`` standard deviations of ``N_0``.
+    def accepts(self, n_rows: int, n_weighted: float | None = None) -> bool:
+        """Whether an inspected sample of this size matches the calibration.
+
+        Exact-count toys accept exactly ``n_data`` rows.  Poisson toys accept
+        a (weighted) count within ``data_tolerance`` standard deviations of
+        ``N_0``: ``|n - N_0| <= data_tolerance * sqrt(N_0)``.
         """
         if not self.poisson:
-            return abs(n_data - self.n_data) < 1e-9
-        n0 = self.n_expected if self.n_expected is not None else self.n_data
-        return abs(n_data - n0) <= self.data_tolerance * np.sqrt(n0)
+            return int(n_rows) == self.n_data
+        n = float(n_rows if n_weighted is None else n_weighted)
+        return abs(n - self.n0) <= self.data_tolerance * math.sqrt(self.n0)
+
+    def _size_message(self, n_rows: int, n_weighted: float | None) -> str:
+        if not self.poisson:
+            return (f"data: has {n_rows} points but the calibration's toys have exactly "
+                    f"{self.n_data}; calibrate for this size")
+        return (f"data: has {n_rows if n_weighted is None else n_weighted:g} (weighted) points, outside "
+                f"the {self.n0:g} +- {self.data_tolerance:g} * sqrt({self.n0:g}) the Poisson toys cover; "
+                "calibrate for this size")
 
     def settings_dicts(self) -> list[dict]:
         return [c.to_dict() for c in self.configs]
 
-    def test(self, data, reference=None, *, data_weight=None, device=None) -> TestResult:
+    def test(self, data, reference=None, *, reference_weight=None, data_weight=None,
+             device=None) -> TestResult:
         """Test an inspected sample against this calibration.
 
         Parameters
         ----------
         data : array-like of shape (n_data, n_features)
-        reference : array-like, optional
+        reference : array-like of shape (n_reference, n_features), optional
             The calibrated reference; needed after :meth:`load` (its
             fingerprint is checked).
+        reference_weight : array-like of shape (n_reference,), optional
+            Default: the calibration's reference weights.
+        data_weight : array-like of shape (n_data,), optional
+        device : str or torch.device, optional
+
+        Returns
+        -------
+        TestResult
+
+        Raises
+        ------
+        ValueError
+            If the reference (or its weights) differs from the calibrated one,
+            or the data size is not covered (see :meth:`accepts`).
         """
         if reference is None:
             if self.reference is None:
-                raise ValueError("reference: this calibration was loaded from disk; pass the reference it was made with")
-            R, wr = self.reference, self.reference_weight
+                raise ValueError("reference: this calibration was loaded from disk; "
+                                 "pass the reference it was made with")
+            R = self.reference
         else:
             R, _, _ = check_array(reference, name="reference", min_samples=2)
-            wr = self.reference_weight
+        wr = self.reference_weight if reference_weight is None else check_weights(
+            reference_weight, R.shape[0], name="reference_weight")
         if _fingerprint(R, wr) != self.fingerprint:
-            raise ValueError("reference: differs from the reference this calibration was made with")
+            raise ValueError("reference: differs from the reference (or reference_weight) "
+                             "this calibration was made with")
         D, _, dev = check_array(data, name="data", min_samples=1)
         check_n_features(R.shape[1], D.shape[1], name="data")
         wd = check_weights(data_weight, D.shape[0], name="data_weight")
-        n_obs = float(D.shape[0] if wd is None else wd.sum())
-        if not self.accepts(n_obs):
-            raise ValueError(
-                f"data: has {n_obs:g} points but the calibration covers "
-                + (f"exactly {self.n_data}" if not self.poisson else
-                   f"{self.n_expected or self.n_data:g} +- {self.data_tolerance:g} sqrt(N0)")
-            )
-        t_obs, models = _fit_observed(R, D, wr, wd, self.configs, self.widths, self.seed,
-                                      self.n_expected, device or dev)
-        return _result(t_obs, self.null, models, self, self.null_mode)
+        n_weighted = None if wd is None else float(wd.sum())
+        if not self.accepts(D.shape[0], n_weighted):
+            raise ValueError(self._size_message(D.shape[0], n_weighted))
+        return self._evaluate(R, wr, D, wd, device if device is not None else dev)
+
+    def _evaluate(self, R, wr, D, wd, device) -> TestResult:
+        """Observed fits and the result (no checks)."""
+        t_obs, models = _fit_observed(R, D, wr, wd, self.configs, self.seed, self.n_expected, device)
+        return _result(t_obs, self.null, models, self.configs, self.seed, self.aggregation, self.null_mode)
 
     # ---------------------------------------------------------------- files
     def save(self, path, *, overwrite: bool = False) -> None:
-        """Write to a ``.npz`` file (arrays + JSON header, no pickle), atomically."""
+        """Write to a ``.npz`` file (arrays + JSON header, no pickle), atomically.
+
+        The reference itself is not stored (only its fingerprint): pass it to
+        :meth:`test` after :meth:`load`.
+        """
         meta = {
             "format": CALIBRATION_FORMAT,
             "format_version": CALIBRATION_VERSION,
@@ -361,26 +499,35 @@ class Calibration:
             "configs": self.settings_dicts(),
             "widths": [[list(p) for p in w] for w in self.widths],
             "fingerprint": self.fingerprint,
-            "n_features": self.n_features,
-            "n_data": self.n_data,
-            "n_expected": self.n_expected,
-            "poisson": self.poisson,
+            "n_features": int(self.n_features),
+            "n_data": int(self.n_data),
+            "n_expected": None if self.n_expected is None else float(self.n_expected),
+            "poisson": bool(self.poisson),
             "null_mode": self.null_mode,
-            "seed": self.seed,
+            "seed": int(self.seed),
             "aggregation": self.aggregation,
-            "data_tolerance": self.data_tolerance,
-            "has_reference_weight": self.reference_weight is not None,
+            "data_tolerance": float(self.data_tolerance),
         }
-        arrays = {"null": self.null, "__meta__": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
+        arrays = {"null": np.asarray(self.null, dtype=np.float64),
+                  "__meta__": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
         if self.reference_weight is not None:
-            arrays["reference_weight"] = self.reference_weight
+            arrays["reference_weight"] = np.asarray(self.reference_weight, dtype=np.float64)
         buf = _io.BytesIO()
         np.savez(buf, **arrays)
         atomic_write_bytes(path, buf.getvalue(), overwrite=overwrite)
 
     @classmethod
     def load(cls, path) -> "Calibration":
-        """Read a calibration written by :meth:`save` (executes nothing from the file)."""
+        """Read a calibration written by :meth:`save` (executes nothing from the file).
+
+        Raises
+        ------
+        FileNotFoundError
+            If ``path`` does not exist.
+        ValueError
+            If the file is not a readable SparKer calibration of this format
+            version, or is inconsistent.
+        """
         path = os.fspath(path)
         if not os.path.exists(path):
             raise FileNotFoundError(f"path: file not found: {path}")
@@ -389,89 +536,135 @@ class Calibration:
                 arrays = {k: z[k] for k in z.files}
             meta = json.loads(arrays.pop("__meta__").tobytes().decode())
         except Exception as exc:
-            raise ValueError(f"path: {path} is not a readable SparKer calibration ({type(exc).__name__}: {exc})") from None
+            raise ValueError(f"path: {path} is not a readable SparKer calibration "
+                             f"({type(exc).__name__}: {exc})") from None
         if not isinstance(meta, dict) or meta.get("format") != CALIBRATION_FORMAT:
             raise ValueError(f"path: {path} is not a SparKer calibration file")
         if meta.get("format_version") != CALIBRATION_VERSION:
-            raise ValueError(f"path: {path} has format version {meta.get('format_version')}, "
+            raise ValueError(f"path: {path} has format version {meta.get('format_version')!r}, "
                              f"this SparKer reads version {CALIBRATION_VERSION}")
         try:
             configs = [TrainingConfig.from_dict(c) for c in meta["configs"]]
             for c in configs:
                 validate_config(c)
+            widths = [[tuple(float(x) for x in p) for p in w] for w in meta["widths"]]
+            if len(widths) != len(configs) or any(
+                len(w) != len(c.layer_configs()) or any(len(p) != 2 for p in w)
+                for w, c in zip(widths, configs)
+            ):
+                raise ValueError("widths do not match the configurations")
             null = np.asarray(arrays["null"], dtype=np.float64)
-            if null.ndim != 2 or null.shape[1] != len(configs) or not np.isfinite(null).all():
+            if null.ndim != 2 or null.shape[1] != len(configs) or null.shape[0] < 1 \
+                    or not np.isfinite(null).all():
                 raise ValueError("null statistics have the wrong shape or non-finite values")
-            return cls(
-                null=null, configs=configs,
-                widths=[[tuple(float(x) for x in p) for p in w] for w in meta["widths"]],
-                fingerprint=str(meta["fingerprint"]), n_features=int(meta["n_features"]),
-                n_data=int(meta["n_data"]), n_expected=meta["n_expected"], poisson=bool(meta["poisson"]),
-                null_mode=str(meta["null_mode"]), seed=int(meta["seed"]),
+            wr = arrays.get("reference_weight")
+            if wr is not None and (wr.ndim != 1 or not np.isfinite(wr).all() or (wr < 0).any()):
+                raise ValueError("reference_weight is not a 1-D array of non-negative weights")
+            fingerprint = meta["fingerprint"]
+            if not (isinstance(fingerprint, str) and len(fingerprint) == 64):
+                raise ValueError("bad fingerprint")
+            if meta["null_mode"] != "resample" or meta["aggregation"] not in AGGREGATIONS:
+                raise ValueError("unknown null mode or aggregation")
+            n_expected = meta["n_expected"]
+            cal = cls(
+                null=null, configs=configs, widths=widths, fingerprint=fingerprint,
+                n_features=int(meta["n_features"]), n_data=int(meta["n_data"]),
+                n_expected=None if n_expected is None else float(n_expected),
+                poisson=bool(meta["poisson"]), null_mode="resample", seed=int(meta["seed"]),
                 aggregation=str(meta["aggregation"]), data_tolerance=float(meta["data_tolerance"]),
-                reference_weight=arrays.get("reference_weight"),
+                reference_weight=None if wr is None else np.asarray(wr, dtype=np.float64),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+            if cal.n_data < 1 or cal.n_features < 1 or cal.seed < 0 or not cal.data_tolerance >= 0:
+                raise ValueError("n_data, n_features, seed or data_tolerance out of range")
+            return cal
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"path: {path} is an incomplete or inconsistent calibration ({exc})") from None
 
 
 # ------------------------------------------------------------------ helpers
-def _standardise(R, wr):
-    return Standardizer.fit(R)
+def _fit_observed(R, D, wr, wd, configs, seed, n_expected, device):
+    """Fit every configuration on the observed samples.
 
-
-def _fit_observed(R, D, wr, wd, configs, widths, seed, n_expected, device):
-    """Fit every configuration on the observed samples (same seeds as SparKer.fit)."""
+    ``SparKer.fit`` draws its widths from ``(seed, 0)`` on the standardised
+    reference, exactly as the toys' widths were drawn.
+    """
     t, models = [], []
     for cfg in configs:
-        params = {k: v for k, v in cfg.to_dict().items() if k != "layers"}
-        params["layers"] = [dict(layer) for layer in cfg.to_dict()["layers"]] or None
+        params = cfg.to_dict()
+        params["layers"] = params["layers"] or None
         model = SparKer(**params, n_expected=n_expected, seed=seed, device=device)
         model.fit(R, D, reference_weight=wr, data_weight=wd)
         t.append(model.statistic_)
         models.append(model)
-    return np.asarray(t), models
+    return np.asarray(t, dtype=np.float64), models
 
 
-def _result(t_obs, null, models, cal_like, null_mode) -> TestResult:
+def _result(t_obs, null, models, configs, seed, aggregation, null_mode) -> TestResult:
     """Assemble a TestResult from observed (K,) and null (B, K) statistics."""
     K = len(t_obs)
-    settings = [c.to_dict() for c in cal_like.configs]
-    converged = bool(getattr(models[0], "converged_", True))
+    settings = [c.to_dict() for c in configs]
+    converged = bool(all(getattr(m, "converged_", True) for m in models))
     if K == 1:
-        t, t0 = float(t_obs[0]), null[:, 0]
+        t, t0 = float(t_obs[0]), np.asarray(null[:, 0], dtype=np.float64)
         p = float(empirical_pvalue(t, t0))
-        chi = fit_chi2(t0)
-        chi2 = {**chi.to_dict(), "pvalue": float(chi.pvalue(t)), "zscore": float(chi.zscore(t))}
-        if chi.poor_fit:
-            log.info("the chi2 fit to the null is poor (KS p = %.3g)", chi.ks_pvalue)
+        chi2 = None
+        if len(t0) >= 2:
+            fit = fit_chi2(t0)
+            chi2 = {**fit.to_dict(), "pvalue": float(fit.pvalue(t)), "zscore": float(fit.zscore(t))}
+            if fit.poor_fit:
+                log.info("the chi2 fit to the null is poor (KS p = %.3g)", fit.ks_pvalue)
         return TestResult(
             statistic=t, pvalue=p, zscore=float(zscore(p)), null_distribution=t0,
-            null_mode=null_mode, n_null=len(t0), settings=settings, seed=cal_like.seed,
+            null_mode=null_mode, n_null=len(t0), settings=settings, seed=seed,
             chi2=chi2, model=models[0], converged=converged,
         )
-    agg = aggregate(t_obs, null, method=cal_like.aggregation)
+    agg = aggregate(t_obs, null, method=aggregation)
     per_config = {
-        "aggregation": cal_like.aggregation,
+        "aggregation": aggregation,
         "statistics": [float(x) for x in t_obs],
         "pvalues": [float(x) for x in agg.per_config_pvalues],
+        "null_statistics": np.asarray(null, dtype=float).tolist(),
     }
     return TestResult(
         statistic=float(agg.statistic), pvalue=float(agg.pvalue), zscore=float(agg.zscore),
         null_distribution=np.asarray(agg.null_distribution), null_mode=null_mode, n_null=null.shape[0],
-        settings=settings, seed=cal_like.seed, chi2=None, per_config=per_config, model=models[0],
+        settings=settings, seed=seed, chi2=None, per_config=per_config, model=models[0],
         converged=converged,
     )
 
 
-def _check_common(n_null, replica_chunk):
-    if not isinstance(n_null, (int, np.integer)) or isinstance(n_null, bool) or n_null < 1:
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _check_run(*, n_null, replica_chunk, seed, aggregation, backend, backend_options, n_expected,
+               poisson) -> None:
+    """Validate the arguments shared by :func:`test` and :func:`calibrate` (before any work)."""
+    if not _is_int(n_null) or n_null < 1:
         raise ValueError(f"n_null: must be a positive integer, got {n_null!r}")
-    if not isinstance(replica_chunk, (int, np.integer)) or replica_chunk < 1:
+    if not _is_int(replica_chunk) or replica_chunk < 1:
         raise ValueError(f"replica_chunk: must be a positive integer, got {replica_chunk!r}")
+    if not _is_int(seed) or seed < 0:
+        raise ValueError(f"seed: must be a non-negative integer, got {seed!r}")
+    if not isinstance(aggregation, str) or aggregation not in AGGREGATIONS:
+        raise ValueError(f"aggregation: unknown aggregation {aggregation!r}; "
+                         f"choose one of {sorted(AGGREGATIONS)}")
+    if n_expected is not None and not (
+        isinstance(n_expected, numbers.Real) and not isinstance(n_expected, bool)
+        and math.isfinite(n_expected) and n_expected > 0
+    ):
+        raise ValueError(f"n_expected: must be a positive number, got {n_expected!r}")
+    if poisson is not None and not isinstance(poisson, (bool, np.bool_)):
+        raise TypeError(f"poisson: must be True, False or None, got {poisson!r}")
+    check_backend(backend, **backend_options)
 
 
-def _backend_options(backend, scheduler, n_workers):
+def _check_several(configs, n_null) -> None:
+    if len(configs) > 1 and n_null < 2:
+        raise ValueError(f"n_null: aggregating {len(configs)} configurations needs at least 2 toys")
+
+
+def _backend_options(scheduler, n_workers) -> dict:
     opts = {}
     if scheduler is not None:
         opts["scheduler"] = scheduler
@@ -480,12 +673,23 @@ def _backend_options(backend, scheduler, n_workers):
     return opts
 
 
-def _run_id(fp, configs, widths, seed, n_null, chunk, spec: NullSpec) -> str:
+def _run_id(fp, configs, widths, seed, n_null, spec: NullSpec, ref_weight) -> str:
     blob = json.dumps({
-        "fp": fp, "configs": [c.to_dict() for c in configs], "widths": widths, "seed": seed,
-        "n_null": n_null, "chunk": chunk, "spec": spec.__dict__,
-    }, sort_keys=True, default=str)
+        "fp": fp, "configs": [c.to_dict() for c in configs], "widths": [[list(p) for p in w] for w in widths],
+        "seed": int(seed), "n_null": int(n_null), "mode": spec.mode, "n_reference": spec.n_reference,
+        "n_data": spec.n_data, "n_expected": spec.n_expected, "poisson": bool(spec.poisson),
+        "weighted": ref_weight is not None, "version": _CHECKPOINT_VERSION,
+    }, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _device(device, *inputs) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    for d in inputs:
+        if d is not None:
+            return d
+    return torch.device("cpu")
 
 
 # ------------------------------------------------------------------ public API
@@ -499,6 +703,7 @@ def calibrate(
     n_expected: float | None = None,
     poisson: bool | None = None,
     aggregation: str = "minp",
+    data_tolerance: float = 3.0,
     replica_chunk: int = 32,
     backend: str = "batched",
     scheduler=None,
@@ -511,55 +716,128 @@ def calibrate(
     """Calibrate the SparKer statistic for a reference and a data size (resampling toys).
 
     Each toy draws its pseudo-data from the reference (``N_D' ~ Poisson(N_0)``
-    when ``poisson``, default when ``n_expected`` is given; else exactly
-    ``n_data``) and uses the rest as reference; toys are trained as batched
-    replicas in chunks of ``replica_chunk`` on the chosen ``backend``.
+    rows when ``poisson``, else exactly ``n_data``) and uses the remaining rows,
+    re-weighted, as its reference (:mod:`sparker.nulls`, ``resample``).  Toys
+    never see an inspected sample, so one calibration serves every sample of
+    that size tested against this reference.
 
     Parameters
     ----------
     reference : array-like of shape (n_reference, n_features)
+        Needs ``n_reference >= 2 n_data``.
     n_data : int
         Size of the inspected samples to be tested.
-    n_null : int
-        Number of null toys.
-    checkpoint : path, optional
-        File where finished toys are stored as they complete; a rerun with
-        the same arguments resumes from it.
-    backend : {"batched", "processes", "dask"}
-    scheduler : str or distributed.Client, optional
+    n_null : int, default=100
+        Number of null toys (p-value resolution ``1 / (n_null + 1)``).
+    seed : int, default=0
+        Same meaning as :class:`SparKer`'s ``seed``; toy ``b`` uses child seeds
+        of ``(seed, b)`` only.
+    reference_weight : array-like of shape (n_reference,), optional
+    n_expected : float, optional
+        ``N_0``, the expected data count; default: the toy's own count.
+    poisson : bool, optional
+        Poisson toy counts; default: True when ``n_expected`` is given.
+    aggregation : {"minp", "fisher", "meanp"}, default="minp"
+        How configurations given as lists of settings are combined.
+    data_tolerance : float, default=3
+        With Poisson toys, :meth:`Calibration.test` accepts samples whose
+        (weighted) size is within ``data_tolerance * sqrt(N_0)`` of ``N_0``;
+        exact-count toys accept exactly ``n_data`` points.
+    replica_chunk : int, default=32
+        Toys trained together as replicas of one batch.  Results do not
+        depend on it beyond float32 rounding (~1e-6 relative).
+    backend : {"batched", "processes", "dask"}, default="batched"
+        Where chunks run: in this process, in local processes (``n_workers``)
+        or on a Dask cluster (``scheduler``); see :mod:`sparker.backends`.
+    scheduler : distributed.Client, cluster or str, optional
         For ``backend="dask"``.
+    n_workers : int, optional
+        For ``backend="processes"``.
+    checkpoint : path, optional
+        ``.npz`` file where finished toys are stored as chunks complete.  A
+        rerun with the same arguments (any chunk size or back end) resumes
+        from it and recomputes only unfinished chunks; a file from another
+        run is refused.  The file is kept after completion, so rerunning
+        returns at once; delete it when the calibration is saved.
+    progress : bool, default=False
+        Progress bar (tqdm) over the toys.
+    device : str or torch.device, optional
+        Default: the reference's device if it is a tensor, else CPU.
     **settings
-        SparKer parameters; list values define several configurations,
-        aggregated with ``aggregation`` (``minp``, ``fisher``, ``meanp``).
+        :class:`SparKer` parameters (``n_kernels=8``, ``epochs=...``); list
+        values define several configurations, run on the same toys.
 
     Returns
     -------
     Calibration
+
+    Raises
+    ------
+    ValueError
+        Naming the offending argument, before any training.
     """
-    _check_common(n_null, replica_chunk)
+    _check_run(n_null=n_null, replica_chunk=replica_chunk, seed=seed, aggregation=aggregation,
+               backend=backend, backend_options=_backend_options(scheduler, n_workers),
+               n_expected=n_expected, poisson=poisson)
+    if not (isinstance(data_tolerance, numbers.Real) and data_tolerance >= 0):
+        raise ValueError(f"data_tolerance: must be a non-negative number, got {data_tolerance!r}")
     R, _, dev = check_array(reference, name="reference", min_samples=2)
     wr = check_weights(reference_weight, R.shape[0], name="reference_weight")
-    if not isinstance(n_data, (int, np.integer)) or n_data < 1:
+    if not _is_int(n_data) or n_data < 1:
         raise ValueError(f"n_data: must be a positive integer, got {n_data!r}")
     resolve_null_mode("resample", R.shape[0], int(n_data))
     configs = expand_settings(settings)
+    _check_several(configs, n_null)
     poisson = (n_expected is not None) if poisson is None else bool(poisson)
-    std = Standardizer.fit(R)
-    Rs = std.transform(R)
+    n_expected = None if n_expected is None else float(n_expected)
+
+    Rs = Standardizer.fit(R).transform(R)  # as in SparKer.fit
     widths = [resolve_widths(Rs, c, _seq(seed, _WIDTH_KEY)) for c in configs]
     spec = NullSpec("resample", R.shape[0], int(n_data), n_expected, poisson)
     fp = _fingerprint(R, wr)
-    device = torch.device(device) if device is not None else (dev or torch.device("cpu"))
-    problem = _ToyProblem(Rs.astype(np.float32), spec, wr, tuple(configs), tuple(widths), seed, str(device))
+    problem = _ToyProblem(Rs.astype(np.float32), spec, wr, tuple(configs), tuple(widths), int(seed),
+                          str(_device(device, dev)))
     null = _run_toys(problem, n_null, replica_chunk=replica_chunk, backend=backend,
-                     backend_options=_backend_options(backend, scheduler, n_workers),
+                     backend_options=_backend_options(scheduler, n_workers),
                      checkpoint=checkpoint, progress=progress,
-                     run_id=_run_id(fp, configs, widths, seed, n_null, replica_chunk, spec))
+                     run_id=_run_id(fp, configs, widths, seed, n_null, spec, wr))
     return Calibration(
         null=null, configs=configs, widths=widths, fingerprint=fp, n_features=R.shape[1],
-        n_data=int(n_data), n_expected=n_expected, poisson=poisson, null_mode="resample", seed=seed,
-        aggregation=aggregation, reference=R, reference_weight=wr,
+        n_data=int(n_data), n_expected=n_expected, poisson=poisson, null_mode="resample",
+        seed=int(seed), aggregation=aggregation, data_tolerance=float(data_tolerance),
+        reference=R, reference_weight=wr,
     )
+
+
+def _check_reuse(calibration: Calibration, *, n_null, seed, aggregation, null, n_expected, poisson,
+                 settings) -> None:
+    """Arguments of :func:`test` that a calibration fixes: left at default, or agreeing."""
+    if not isinstance(calibration, Calibration):
+        raise TypeError(f"calibration: expected a Calibration, got {type(calibration).__name__}")
+    given = {"n_null": n_null, "seed": seed, "aggregation": aggregation}
+    for name, value in given.items():
+        if value != _TEST_FIXED_DEFAULTS[name] and value != getattr(calibration, name):
+            raise ValueError(f"{name}: {value!r} differs from the calibration's "
+                             f"{getattr(calibration, name)!r}; leave it out or calibrate again")
+    if null not in ("auto", calibration.null_mode):
+        raise ValueError(f"null: the calibration's toys are {calibration.null_mode!r}, not {null!r}")
+    if n_expected is not None and (calibration.n_expected is None
+                                   or float(n_expected) != calibration.n_expected):
+        raise ValueError(f"n_expected: {n_expected!r} differs from the calibration's "
+                         f"{calibration.n_expected!r}")
+    if poisson is not None and bool(poisson) != calibration.poisson:
+        raise ValueError(f"poisson: {poisson!r} differs from the calibration's {calibration.poisson!r}")
+    if settings:
+        expand_settings(settings)  # validates names and values
+        configs = calibration.settings_dicts()
+        for name, value in settings.items():
+            given = list(value) if isinstance(value, (list, tuple)) and name != "layers" else [value]
+            if name == "layers":  # compared in the normalised form of the configurations
+                given = [expand_settings({"layers": value})[0].to_dict()["layers"]]
+            used = list(dict.fromkeys(json.dumps(c[name], sort_keys=True) for c in configs))
+            if [json.dumps(v, sort_keys=True) for v in given] != used:
+                raise ValueError(f"settings: {name}={value!r} differs from the calibration's "
+                                 f"{[json.loads(u) for u in used]}; leave it out or calibrate again")
 
 
 def test(
@@ -587,73 +865,102 @@ def test(
     """Calibrated SparKer test: is ``data`` different from ``reference``, and how significant?
 
     Fits the observed samples and ``n_null`` null toys with the same settings
-    and returns the empirical p-value and Z (plus a chi-square fit of the null).
+    (the toys as batched replicas) and returns the empirical p-value and Z,
+    plus a chi-square fit of the null.
 
     Parameters
     ----------
     reference : array-like of shape (n_reference, n_features)
     data : array-like of shape (n_data, n_features)
-    n_null : int
+    n_null : int, default=100
         Number of null toys (p-value resolution ``1 / (n_null + 1)``).
-    null : {"auto", "resample", "permutation"}
+    null : {"auto", "resample", "permutation"}, default="auto"
         How toys are made (see :mod:`sparker.nulls`); ``auto`` resamples the
-        reference when ``n_reference >= 5 n_data``.
-    seed : int
+        reference when ``n_reference >= 5 n_data``, else permutes the pooled
+        samples.  ``TestResult.null_mode`` says which was used.
+    seed : int, default=0
     calibration : Calibration, optional
-        Reuse a calibration (same reference, settings and data size).
+        Reuse a calibration (:func:`calibrate`) instead of running toys.  It
+        must have been made with this reference (fingerprint), these settings
+        and a matching data size; arguments it fixes (``n_null``, ``seed``,
+        ``aggregation``, ``n_expected``, ``poisson``, ``null``, and every
+        setting named) must be left at their defaults or agree with it; those
+        that only steer how toys run (``replica_chunk``, ``backend``, ...) are
+        ignored.
+    reference_weight, data_weight : array-like, optional
+        Per-point weights (``resample`` toys only).
+    n_expected : float, optional
+        ``N_0``; default: the data count.
+    poisson : bool, optional
+        ``resample`` toys with Poisson(``N_0``) data counts; default: True when
+        ``n_expected`` is given.
+    aggregation : {"minp", "fisher", "meanp"}, default="minp"
+    replica_chunk, backend, scheduler, n_workers, checkpoint, progress, device
+        As in :func:`calibrate`.  With ``permutation`` toys the checkpoint
+        belongs to this (reference, data) pair.
     **settings
-        SparKer parameters (``n_kernels=8``, ``epochs=...``); lists of values
-        give several configurations aggregated with ``aggregation``.
+        :class:`SparKer` parameters (``n_kernels=8``, ``epochs=...``); lists of
+        values give several configurations aggregated with ``aggregation``.
 
     Returns
     -------
     TestResult
+
+    Raises
+    ------
+    ValueError
+        Naming the offending argument, before any training.
     """
     if calibration is not None:
-        if settings:
-            given = expand_settings(settings)
-            if [c.to_dict() for c in given] != calibration.settings_dicts():
-                raise ValueError("settings: differ from the settings this calibration was made with")
-        return calibration.test(data, reference, data_weight=data_weight, device=device)
-    _check_common(n_null, replica_chunk)
-    R, names, dev_r = check_array(reference, name="reference", min_samples=2)
+        _check_reuse(calibration, n_null=n_null, seed=seed, aggregation=aggregation, null=null,
+                     n_expected=n_expected, poisson=poisson, settings=settings)
+        return calibration.test(data, reference, reference_weight=reference_weight,
+                                data_weight=data_weight, device=device)
+    _check_run(n_null=n_null, replica_chunk=replica_chunk, seed=seed, aggregation=aggregation,
+               backend=backend, backend_options=_backend_options(scheduler, n_workers),
+               n_expected=n_expected, poisson=poisson)
+    R, _, dev_r = check_array(reference, name="reference", min_samples=2)
     D, _, dev_d = check_array(data, name="data", min_samples=1)
     check_n_features(R.shape[1], D.shape[1], name="data")
     wr = check_weights(reference_weight, R.shape[0], name="reference_weight")
     wd = check_weights(data_weight, D.shape[0], name="data_weight")
     mode = resolve_null_mode(null, R.shape[0], D.shape[0])
+    device = _device(device, dev_r, dev_d)
     if mode == "resample":
         cal = calibrate(
             R, D.shape[0], n_null=n_null, seed=seed, reference_weight=wr, n_expected=n_expected,
             poisson=poisson, aggregation=aggregation, replica_chunk=replica_chunk, backend=backend,
             scheduler=scheduler, n_workers=n_workers, checkpoint=checkpoint, progress=progress,
-            device=device or dev_r or dev_d, **settings,
+            device=device, **settings,
         )
-        if not cal.accepts(float(D.shape[0] if wd is None else wd.sum())):
-            cal.data_tolerance = np.inf  # the observed size itself defines N0 here
-        return cal.test(D, data_weight=wd, device=device)
+        # the toys were made for this very sample: no size check
+        return cal._evaluate(R, wr, D, wd, device)
+
     if wr is not None or wd is not None:
         raise ValueError("null: 'permutation' toys assume exchangeable, unweighted samples; "
                          "use null='resample' with weights")
+    if poisson:
+        raise ValueError("poisson: Poisson toy counts need null='resample'")
     configs = expand_settings(settings)
-    std = Standardizer.fit(R)
-    Rs, Ds = std.transform(R), std.transform(D)
+    _check_several(configs, n_null)
+    n_expected = None if n_expected is None else float(n_expected)
+    Rs, Ds = (Standardizer.fit(R).transform(X) for X in (R, D))  # as in SparKer.fit
     widths = [resolve_widths(Rs, c, _seq(seed, _WIDTH_KEY)) for c in configs]
-    device = torch.device(device) if device is not None else (dev_r or dev_d or torch.device("cpu"))
     spec = NullSpec("permutation", R.shape[0], D.shape[0], n_expected, False)
-    pool = np.concatenate([Rs, Ds]).astype(np.float32)
-    problem = _ToyProblem(pool, spec, None, tuple(configs), tuple(widths), seed, str(device))
+    pool = np.concatenate([Rs, Ds]).astype(np.float32)  # (N_R + N_D, d): reference rows, then data
+    problem = _ToyProblem(pool, spec, None, tuple(configs), tuple(widths), int(seed), str(device))
     fp = _fingerprint(np.concatenate([R, D]), None)
     null_t = _run_toys(problem, n_null, replica_chunk=replica_chunk, backend=backend,
-                       backend_options=_backend_options(backend, scheduler, n_workers),
+                       backend_options=_backend_options(scheduler, n_workers),
                        checkpoint=checkpoint, progress=progress,
-                       run_id=_run_id(fp, configs, widths, seed, n_null, replica_chunk, spec))
-    t_obs, models = _fit_observed(R, D, None, None, configs, widths, seed, n_expected, device)
-    holder = Calibration(null=null_t, configs=configs, widths=widths, fingerprint=fp,
-                         n_features=R.shape[1], n_data=D.shape[0], n_expected=n_expected,
-                         poisson=False, null_mode="permutation", seed=seed, aggregation=aggregation)
-    return _result(t_obs, null_t, models, holder, "permutation")
+                       run_id=_run_id(fp, configs, widths, seed, n_null, spec, None))
+    t_obs, models = _fit_observed(R, D, None, None, configs, seed, n_expected, device)
+    return _result(t_obs, null_t, models, configs, int(seed), aggregation, "permutation")
 
+
+#: defaults of the arguments of :func:`test` that a calibration fixes
+_TEST_FIXED_DEFAULTS = {name: inspect.signature(test).parameters[name].default
+                        for name in ("n_null", "seed", "aggregation")}
 
 # pytest would otherwise collect these public names when a test module imports them
 test.__test__ = False

@@ -12,6 +12,15 @@ runner), so adding one is one function pair and one dict entry.
   JSON to stdout or ``--out``. The training flags are generated from the fields of
   :class:`sparker.config.TrainingConfig` (``n_kernels`` -> ``--n-kernels``, booleans as
   ``--reseed/--no-reseed``); a flag left out keeps the estimator's default.
+- ``sparker test --reference R --data D``: the calibrated test (:func:`sparker.test`):
+  fits the observed samples and ``--n-null`` null toys and prints the p-value, Z and
+  null distribution as JSON, or writes ``DIR/result.json`` and ``DIR/model.npz`` with
+  ``--out DIR``. A training flag may take a comma-separated list (``--n-kernels 4,8``):
+  one configuration per value, run on the same toys and aggregated (``--aggregation``).
+  ``--calibration FILE`` reuses saved toys instead; flags the calibration fixes must then
+  be left out or agree with it.
+- ``sparker calibrate --reference R --n-data N --out FILE``: runs the null toys once
+  (:func:`sparker.calibrate`), saves them and prints a short JSON summary.
 
 User errors (bad input, missing file, refused overwrite, bad flag) print one line
 ``sparker: error: <message>`` on stderr and exit with status 2; ``--debug`` adds the
@@ -37,12 +46,18 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .backends import BACKENDS
+from .calibration import Calibration
+from .calibration import calibrate as calibrate_reference
+from .calibration import test as calibrated_test
 from .config import TrainingConfig
 from .estimator import SparKer
 from .io import _to_jsonable, read_table, write_json
 from .kernels import COMPETITIONS
+from .nulls import NULL_MODES
 from .scenarios import make
 from .schedules import SCHEDULES
+from .stats import AGGREGATIONS
 
 __all__ = ["main", "COMMANDS", "training_flags"]
 
@@ -129,11 +144,48 @@ def training_flags() -> dict[str, str]:
     }
 
 
-def _add_training_flags(parser: argparse.ArgumentParser) -> None:
-    """Add one flag per training setting; an absent flag keeps the estimator default."""
-    group = parser.add_argument_group(
-        "training settings", "fields of sparker.TrainingConfig; omitted flags keep the defaults"
-    )
+class _Values:
+    """argparse type: one value, or a comma-separated list of distinct values.
+
+    A list such as ``4,8`` becomes ``[4, 8]``: one training configuration per value,
+    run on the same null toys and aggregated (:func:`sparker.test`).
+    """
+
+    def __init__(self, kind: type, choices: typing.Iterable[str] | None = None):
+        self.kind = kind
+        self.choices = None if choices is None else sorted(choices)
+
+    def _one(self, item: str):
+        if self.choices is not None and item not in self.choices:
+            raise argparse.ArgumentTypeError(
+                f"invalid choice: {item!r} (choose from {', '.join(self.choices)})")
+        try:
+            return self.kind(item)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {self.kind.__name__} value: {item!r}") from None
+
+    def __call__(self, text: str):
+        items = [item.strip() for item in text.split(",")]
+        if not all(items):
+            raise argparse.ArgumentTypeError(f"empty value in the list {text!r}")
+        values = [self._one(item) for item in items]
+        if len(set(values)) < len(values):
+            raise argparse.ArgumentTypeError(f"repeated value in the list {text!r}")
+        return values[0] if len(values) == 1 else values
+
+
+def _add_training_flags(parser: argparse.ArgumentParser, *, lists: bool = False) -> None:
+    """Add one flag per training setting; an absent flag keeps the estimator default.
+
+    With ``lists``, every non-boolean flag also takes a comma-separated list of values
+    (several configurations, aggregated by the calibrated test).
+    """
+    description = "fields of sparker.TrainingConfig; omitted flags keep the defaults"
+    if lists:
+        description += ("; a comma-separated list (--n-kernels 4,8) runs one configuration "
+                        "per value (every combination when several flags have lists), "
+                        "calibrated together and aggregated with --aggregation")
+    group = parser.add_argument_group("training settings", description)
     hints = typing.get_type_hints(TrainingConfig)
     defaults = inspect.signature(SparKer).parameters
     helps = _parameter_help()
@@ -142,43 +194,47 @@ def _add_training_flags(parser: argparse.ArgumentParser) -> None:
         default = defaults[name].default if name in defaults else None
         text = helps.get(name) or _FALLBACK_HELP.get(name, name.replace("_", " "))
         text = f"{text} (default: {'automatic' if default is None else default})"
-        options: dict = {"dest": name, "default": argparse.SUPPRESS, "help": text.replace("%", "%%")}
+        options: dict = {"dest": name, "default": argparse.SUPPRESS}
         if kind is bool:
             options["action"] = argparse.BooleanOptionalAction
+        elif lists:
+            choices = _SETTING_CHOICES.get(name)
+            options["type"] = _Values(kind, choices)
+            metavar = "NAME" if choices is not None else kind.__name__.upper()
+            options["metavar"] = f"{metavar}[,{metavar}...]"
+            if choices is not None:
+                text = f"{text}; one of {', '.join(sorted(choices))}"
         elif name in _SETTING_CHOICES:
             options["choices"] = sorted(_SETTING_CHOICES[name])
         else:
             options["type"] = kind
             options["metavar"] = kind.__name__.upper()
-        group.add_argument(flag, **options)
+        group.add_argument(flag, help=text.replace("%", "%%"), **options)
 
 
-# ------------------------------------------------------------------------- fit
+def _settings(args: argparse.Namespace) -> dict:
+    """The training settings given on the command line (absent flags are left out)."""
+    return {name: getattr(args, name) for name in training_flags() if hasattr(args, name)}
 
 
-def _add_fit(parser: argparse.ArgumentParser) -> None:
-    io_group = parser.add_argument_group("inputs and outputs")
-    io_group.add_argument("--reference", required=True, type=Path, metavar="FILE",
-                          help="reference sample, shape (n_reference, n_features)")
-    io_group.add_argument("--data", required=True, type=Path, metavar="FILE",
-                          help="inspected sample, shape (n_data, n_features)")
-    io_group.add_argument("--reference-weight", type=Path, metavar="FILE",
-                          help="per-point reference weights, shape (n_reference,)")
-    io_group.add_argument("--data-weight", type=Path, metavar="FILE",
-                          help="per-point data weights, shape (n_data,)")
-    io_group.add_argument("--key", help="array name inside .npz reference/data files holding several")
-    io_group.add_argument("--out", type=Path, metavar="FILE.json",
-                          help="write the JSON result here instead of stdout")
-    io_group.add_argument("--model", type=Path, metavar="FILE.npz", help="also save the fitted model")
-    io_group.add_argument("--force", action="store_true", help="overwrite existing --out/--model files")
-    model = parser.add_argument_group("model")
-    model.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: 0)")
-    model.add_argument("--n-expected", type=float, metavar="N0",
-                       help="N_0, data count expected under the reference (default: the data count)")
-    model.add_argument("--normalize-reference", action=argparse.BooleanOptionalAction, default=True,
-                       help="rescale --reference-weight to sum to N_0 (default: yes)")
-    model.add_argument("--device", help="torch device to train on (default: cpu)")
-    _add_training_flags(parser)
+# ----------------------------------------------------------- inputs, outputs
+
+
+def _add_input_flags(parser: argparse.ArgumentParser, *, data: bool = True) -> argparse._ArgumentGroup:
+    """The input files shared by fit, test (``data``) and calibrate (reference only)."""
+    group = parser.add_argument_group("inputs and outputs")
+    group.add_argument("--reference", required=True, type=Path, metavar="FILE",
+                       help="reference sample, shape (n_reference, n_features)")
+    if data:
+        group.add_argument("--data", required=True, type=Path, metavar="FILE",
+                           help="inspected sample, shape (n_data, n_features)")
+    group.add_argument("--reference-weight", type=Path, metavar="FILE",
+                       help="per-point reference weights, shape (n_reference,)")
+    if data:
+        group.add_argument("--data-weight", type=Path, metavar="FILE",
+                           help="per-point data weights, shape (n_data,)")
+    group.add_argument("--key", help="array name inside .npz input files holding several")
+    return group
 
 
 def _read_weights(path: Path | None, *, name: str) -> np.ndarray | None:
@@ -215,46 +271,299 @@ def _refuse_existing(paths: typing.Iterable[tuple[str, Path | None]], force: boo
             raise FileExistsError(f"{flag}: {path} already exists; pass --force to replace it")
 
 
+def _result_files(folder: Path, force: bool) -> tuple[Path, Path]:
+    """``folder/result.json`` and ``folder/model.npz``, refused up front if they exist."""
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"--out: {folder} exists and is not a folder")
+    paths = folder / "result.json", folder / "model.npz"
+    _refuse_existing([("--out", path) for path in paths], force)
+    return paths
+
+
+def _print_json(obj) -> None:
+    json.dump(_to_jsonable(obj, "result"), sys.stdout, indent=2, allow_nan=False)
+    sys.stdout.write("\n")
+
+
+def _read_inputs(args: argparse.Namespace) -> tuple[dict, dict]:
+    """Read the input files named by :func:`_add_input_flags`.
+
+    Returns the arrays (``reference``, ``data``, ``reference_weight``, ``data_weight``;
+    a table with a header becomes a DataFrame, an absent input None) and their
+    provenance for the JSON output (file and shape of each given input).
+    """
+    tables = {name: getattr(args, name, None) for name in ("reference", "data")}
+    weights = {name: getattr(args, name, None) for name in ("reference_weight", "data_weight")}
+    given = {name: path for name, path in tables.items() if path is not None}
+    if args.key is not None and not any(p.name.lower().endswith(".npz") for p in given.values()):
+        raise ValueError(f"--key: only used when {' or '.join('--' + n for n in given)} is a .npz file")
+    arrays = {
+        name: None if path is None else _named(*read_table(path, name=name, key=_npz_key(path, args.key)))
+        for name, path in tables.items()
+    }
+    arrays.update({name: _read_weights(path, name=name) for name, path in weights.items()})
+    inputs = {
+        name: {"file": os.fspath(path), "shape": list(np.shape(arrays[name]))}
+        for name, path in {**tables, **weights}.items()
+        if path is not None
+    }
+    return arrays, inputs
+
+
+# ------------------------------------------------------------------------- fit
+
+
+def _add_fit(parser: argparse.ArgumentParser) -> None:
+    io_group = _add_input_flags(parser)
+    io_group.add_argument("--out", type=Path, metavar="FILE.json",
+                          help="write the JSON result here instead of stdout")
+    io_group.add_argument("--model", type=Path, metavar="FILE.npz", help="also save the fitted model")
+    io_group.add_argument("--force", action="store_true", help="overwrite existing --out/--model files")
+    model = parser.add_argument_group("model")
+    model.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: 0)")
+    model.add_argument("--n-expected", type=float, metavar="N0",
+                       help="N_0, data count expected under the reference (default: the data count)")
+    model.add_argument("--normalize-reference", action=argparse.BooleanOptionalAction, default=True,
+                       help="rescale --reference-weight to sum to N_0 (default: yes)")
+    model.add_argument("--device", help="torch device to train on (default: cpu)")
+    _add_training_flags(parser)
+
+
 def _run_fit(args: argparse.Namespace) -> int:
     _refuse_existing([("--out", args.out), ("--model", args.model)], args.force)
-    inputs = (args.reference, args.data)
-    if args.key is not None and not any(p.name.lower().endswith(".npz") for p in inputs):
-        raise ValueError("--key: only used when --reference or --data is a .npz file")
-    reference, names_r = read_table(args.reference, name="reference", key=_npz_key(args.reference, args.key))
-    data, names_d = read_table(args.data, name="data", key=_npz_key(args.data, args.key))
-    reference_weight = _read_weights(args.reference_weight, name="reference_weight")
-    data_weight = _read_weights(args.data_weight, name="data_weight")
-    reference, data = _named(reference, names_r), _named(data, names_d)
-
-    settings = {name: getattr(args, name) for name in training_flags() if hasattr(args, name)}
+    arrays, inputs = _read_inputs(args)
+    settings = _settings(args)
     model = SparKer(seed=args.seed, n_expected=args.n_expected, device=args.device, **settings)
     log.info("fitting %s to %s, settings %s", args.reference, args.data, settings or "default")
     start = time.perf_counter()
-    model.fit(reference, data, reference_weight=reference_weight, data_weight=data_weight,
-              normalize_reference=args.normalize_reference)
+    model.fit(arrays["reference"], arrays["data"], reference_weight=arrays["reference_weight"],
+              data_weight=arrays["data_weight"], normalize_reference=args.normalize_reference)
     log.info("fitted in %.1f s, t = %.4g", time.perf_counter() - start, model.statistic_)
 
     result = model.to_dict()
-    result["inputs"] = {
-        flag: {"file": os.fspath(path), "shape": list(np.shape(array))}
-        for flag, path, array in (
-            ("reference", args.reference, reference),
-            ("data", args.data, data),
-            ("reference_weight", args.reference_weight, reference_weight),
-            ("data_weight", args.data_weight, data_weight),
-        )
-        if path is not None
-    }
+    result["inputs"] = inputs
     result["sparker_version"] = __version__
     if args.model is not None:
         model.save(args.model, overwrite=args.force)
         log.info("saved the model to %s", args.model)
     if args.out is None:
-        json.dump(_to_jsonable(result, "result"), sys.stdout, indent=2, allow_nan=False)
-        sys.stdout.write("\n")
+        _print_json(result)
     else:
         write_json(args.out, result, overwrite=args.force)
         log.info("wrote %s", args.out)
+    return 0
+
+
+# ------------------------------------------------------------- test, calibrate
+
+#: Defaults of the calibrated test, shown in --help (a flag left out keeps them).
+_TEST_DEFAULTS = {name: p.default for name, p in inspect.signature(calibrated_test).parameters.items()}
+
+#: Null-toy options passed on to sparker.test / sparker.calibrate when given.
+_NULL_OPTIONS = ("n_null", "null", "seed", "n_expected", "poisson", "aggregation",
+                 "replica_chunk", "backend", "scheduler", "n_workers", "checkpoint", "device")
+
+#: Options a saved calibration fixes (Calibration attributes of the same names).
+_FIXED_BY_CALIBRATION = ("n_null", "seed", "n_expected", "poisson", "aggregation")
+
+#: Options that only steer how toys run: meaningless when reusing a calibration.
+_TOY_RUNNING = ("replica_chunk", "backend", "scheduler", "n_workers", "checkpoint")
+
+#: Back-end options and the one back end that uses each.
+_BACKEND_OPTIONS = {"scheduler": "dask", "n_workers": "processes"}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _add_null_flags(parser: argparse.ArgumentParser, *, null: bool) -> None:
+    """Flags of the null toys (how many, how drawn) and of where they run."""
+    d = _TEST_DEFAULTS
+    toys = parser.add_argument_group(
+        "null toys", "samples drawn under the null hypothesis and refitted with the same settings")
+    toys.add_argument("--n-null", type=_positive_int, metavar="B",
+                      help=f"number of null toys; p-value resolution 1/(B+1) (default: {d['n_null']})")
+    if null:
+        toys.add_argument("--null", choices=["auto", *sorted(NULL_MODES)],
+                          help="how toys are made: resample the reference, permute the pooled "
+                               "samples, or auto: resample when n_reference >= 5 n_data "
+                               f"(default: {d['null']})")
+    toys.add_argument("--seed", type=int, help=f"seed of every random choice (default: {d['seed']})")
+    toys.add_argument("--n-expected", type=float, metavar="N0",
+                      help="N_0, data count expected under the reference (default: the data count)")
+    toys.add_argument("--poisson", action=argparse.BooleanOptionalAction,
+                      help="draw each toy's data count from Poisson(N_0) "
+                           "(default: yes when --n-expected is given)")
+    toys.add_argument("--aggregation", choices=sorted(AGGREGATIONS),
+                      help="how configurations given as lists are combined "
+                           f"(default: {d['aggregation']})")
+    run = parser.add_argument_group("execution")
+    run.add_argument("--replica-chunk", type=_positive_int, metavar="N",
+                     help=f"toys trained together as one batch (default: {d['replica_chunk']})")
+    run.add_argument("--backend", choices=sorted(BACKENDS),
+                     help=f"where chunks of toys run (default: {d['backend']}, in this process)")
+    run.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler address, for --backend dask")
+    run.add_argument("--n-workers", type=_positive_int, metavar="N",
+                     help="worker processes for --backend processes (default: one per CPU)")
+    run.add_argument("--checkpoint", type=Path, metavar="FILE",
+                     help="store finished toys here; rerunning the same command resumes from it")
+    run.add_argument("--progress", action=argparse.BooleanOptionalAction,
+                     help="progress bar on stderr (default: when stderr is a terminal)")
+    run.add_argument("--device", help="torch device to train on (default: cpu)")
+
+
+def _null_options(args: argparse.Namespace) -> dict:
+    """The null-toy options given on the command line, as keyword arguments."""
+    options = {name: getattr(args, name) for name in _NULL_OPTIONS if getattr(args, name, None) is not None}
+    backend = options.get("backend", _TEST_DEFAULTS["backend"])
+    for name, needs in _BACKEND_OPTIONS.items():
+        if name in options and backend != needs:
+            raise ValueError(f"{_flag(name)}: only used with --backend {needs}")
+    return options
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    return sys.stderr.isatty() if args.progress is None else args.progress
+
+
+def _load_calibration(path: Path) -> Calibration:
+    if not path.exists():
+        raise FileNotFoundError(f"--calibration: file not found: {path}")
+    try:
+        return Calibration.load(path)
+    except ValueError as error:
+        raise ValueError(f"--calibration: {str(error).removeprefix('path: ')}") from error
+
+
+def _values(value) -> str:
+    return ",".join(str(v) for v in (value if isinstance(value, list) else [value]))
+
+
+def _check_against_calibration(cal: Calibration, options: dict, settings: dict, reference_weight) -> None:
+    """Flags that a calibration fixes must be left out or agree with it."""
+    for name in _TOY_RUNNING:
+        if name in options:
+            raise ValueError(f"{_flag(name)}: only used when running null toys, not with --calibration")
+    for name in _FIXED_BY_CALIBRATION:
+        if name in options and options[name] != getattr(cal, name):
+            raise ValueError(f"{_flag(name)}: {options[name]} differs from the calibration's "
+                             f"{getattr(cal, name)}; leave it out or calibrate again")
+    if options.get("null", "auto") not in ("auto", cal.null_mode):
+        raise ValueError(f"--null: the calibration's toys are {cal.null_mode!r}, not {options['null']!r}")
+    configs = cal.settings_dicts()
+    for name, value in settings.items():
+        used = list(dict.fromkeys(config[name] for config in configs))  # in calibration order
+        if (value if isinstance(value, list) else [value]) != used:
+            raise ValueError(f"{_flag(name)}: {_values(value)} differs from the calibration's "
+                             f"{_values(used)}; leave it out or calibrate again")
+    if reference_weight is not None and (
+        cal.reference_weight is None or not np.array_equal(reference_weight, cal.reference_weight)
+    ):
+        raise ValueError("--reference-weight: differs from the reference weights of the calibration")
+
+
+def _add_test(parser: argparse.ArgumentParser) -> None:
+    io_group = _add_input_flags(parser)
+    io_group.add_argument("--calibration", type=Path, metavar="FILE",
+                          help="reuse a calibration written by 'sparker calibrate' (same reference, "
+                               "data size and settings) instead of running null toys")
+    io_group.add_argument("--out", type=Path, metavar="DIR",
+                          help="write DIR/result.json and DIR/model.npz instead of printing the JSON")
+    io_group.add_argument("--force", action="store_true", help="overwrite existing files in --out")
+    _add_null_flags(parser, null=True)
+    _add_training_flags(parser, lists=True)
+
+
+def _run_test(args: argparse.Namespace) -> int:
+    files = None if args.out is None else _result_files(args.out, args.force)
+    arrays, inputs = _read_inputs(args)
+    settings, options = _settings(args), _null_options(args)
+    start = time.perf_counter()
+    if args.calibration is not None:
+        cal = _load_calibration(args.calibration)
+        _check_against_calibration(cal, options, settings, arrays["reference_weight"])
+        inputs["calibration"] = {"file": os.fspath(args.calibration)}
+        log.info("testing %s against the calibration %s", args.data, args.calibration)
+        result = calibrated_test(arrays["reference"], arrays["data"], calibration=cal,
+                                 data_weight=arrays["data_weight"], device=options.get("device"))
+    else:
+        log.info("testing %s against %s, settings %s", args.data, args.reference, settings or "default")
+        result = calibrated_test(arrays["reference"], arrays["data"],
+                                 reference_weight=arrays["reference_weight"],
+                                 data_weight=arrays["data_weight"], progress=_progress(args),
+                                 **options, **settings)
+    seconds = time.perf_counter() - start
+    log.info("done in %.1f s: t = %.4g, p = %.4g, Z = %.2f", seconds, result.statistic,
+             result.pvalue, result.zscore)
+
+    output = result.to_dict()
+    output.update({"inputs": inputs, "seconds": seconds, "sparker_version": __version__})
+    if files is None:
+        _print_json(output)
+        return 0
+    result_path, model_path = files
+    write_json(result_path, output, overwrite=args.force)
+    if result.model is not None:
+        result.model.save(model_path, overwrite=args.force)
+    log.info("wrote %s", args.out)
+    return 0
+
+
+#: Quantiles of the null statistics reported by ``sparker calibrate``.
+CALIBRATE_QUANTILES = (0.5, 0.9, 0.99)
+
+
+def _add_calibrate(parser: argparse.ArgumentParser) -> None:
+    io_group = _add_input_flags(parser, data=False)
+    io_group.add_argument("--n-data", required=True, type=_positive_int, metavar="N",
+                          help="size of the inspected samples the calibration will test")
+    io_group.add_argument("--out", required=True, type=Path, metavar="FILE",
+                          help="where to write the calibration (.npz, no pickle)")
+    io_group.add_argument("--force", action="store_true", help="overwrite an existing --out file")
+    _add_null_flags(parser, null=False)
+    _add_training_flags(parser, lists=True)
+
+
+def _run_calibrate(args: argparse.Namespace) -> int:
+    _refuse_existing([("--out", args.out)], args.force)
+    arrays, inputs = _read_inputs(args)
+    settings = _settings(args)
+    log.info("calibrating %s for %d data points, settings %s", args.reference, args.n_data,
+             settings or "default")
+    start = time.perf_counter()
+    cal = calibrate_reference(arrays["reference"], args.n_data, reference_weight=arrays["reference_weight"],
+                              progress=_progress(args), **_null_options(args), **settings)
+    seconds = time.perf_counter() - start
+    cal.save(args.out, overwrite=args.force)
+    log.info("calibrated in %.1f s; wrote %s", seconds, args.out)
+    _print_json({
+        "file": os.fspath(args.out),
+        "n_null": cal.n_null,
+        "n_data": cal.n_data,
+        "n_expected": cal.n_expected,
+        "poisson": cal.poisson,
+        "null_mode": cal.null_mode,
+        "seed": cal.seed,
+        "aggregation": cal.aggregation,
+        "n_settings": len(cal.configs),
+        # one value per configuration, in the order of the settings
+        "null_quantiles": {f"{q:g}": np.quantile(cal.null, q, axis=0) for q in CALIBRATE_QUANTILES},
+        "inputs": inputs,
+        "seconds": seconds,
+        "sparker_version": __version__,
+    })
     return 0
 
 
@@ -318,10 +627,7 @@ def _demo_report(model: SparKer, reference, data, truth, comparison, seconds: fl
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    result_path, model_path = args.out / "result.json", args.out / "model.npz"
-    if args.out.exists() and not args.out.is_dir():
-        raise NotADirectoryError(f"--out: {args.out} exists and is not a folder")
-    _refuse_existing([("--out", result_path), ("--out", model_path)], args.force)
+    result_path, model_path = _result_files(args.out, args.force)
 
     reference, data, truth = make(DEMO_SCENARIO, seed=args.seed)
     model = SparKer(n_kernels=DEMO_KERNELS, seed=args.seed)
@@ -361,6 +667,12 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None],
              _add_demo, _run_demo),
     "fit": ("fit SparKer to a reference and a data file; JSON summary on stdout or --out",
             _add_fit, _run_fit),
+    "test": ("calibrated test of a data file against a reference file: p-value and Z from null "
+             "toys (or a saved calibration); JSON on stdout or in --out",
+             _add_test, _run_test),
+    "calibrate": ("run the null toys of a reference once and save them, for many "
+                  "'sparker test --calibration' runs",
+                  _add_calibrate, _run_calibrate),
 }
 
 
@@ -387,6 +699,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush fails silently."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # no file descriptor behind stdout (captured)
+        pass
+
+
 def main(argv: typing.Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (0 success, 2 user error)."""
     parser = build_parser()
@@ -406,6 +726,9 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     package_log.setLevel(logging.INFO if args.verbose else logging.WARNING)
     try:
         return args.run(args)
+    except BrokenPipeError:  # stdout closed early, as in `sparker test ... | head`
+        _silence_stdout()
+        return 1
     except USER_ERRORS as error:
         if args.debug:
             traceback.print_exc()

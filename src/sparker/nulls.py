@@ -38,6 +38,7 @@ class NullSpec:
 
 
 def _resample(spec: NullSpec, rng: np.random.Generator, ref_weight):
+    """Pseudo-data: ``k`` reference rows (Poisson or exact count, kept in ``[1, N_R - 1]``)."""
     n_ref = spec.n_reference
     n0 = float(spec.n_expected) if spec.n_expected is not None else float(spec.n_data)
     k = int(rng.poisson(n0)) if spec.poisson else spec.n_data
@@ -54,6 +55,7 @@ def _resample(spec: NullSpec, rng: np.random.Generator, ref_weight):
 
 
 def _permutation(spec: NullSpec, rng: np.random.Generator, ref_weight):
+    """Pseudo-data: ``N_D`` rows of the pool drawn without replacement; the rest is reference."""
     n = spec.n_reference + spec.n_data
     is_data = np.zeros(n, dtype=bool)
     is_data[rng.choice(n, size=spec.n_data, replace=False)] = True
@@ -66,7 +68,12 @@ NULL_MODES = {"resample": _resample, "permutation": _permutation}
 
 
 def resolve_null_mode(mode: str, n_reference: int, n_data: int) -> str:
-    """``auto`` -> ``resample`` if ``n_reference >= 5 n_data`` else ``permutation``."""
+    """``auto`` -> ``resample`` if ``n_reference >= 5 n_data`` else ``permutation``.
+
+    An explicit ``resample`` needs ``n_reference >= 2 n_data``.
+    """
+    if not isinstance(mode, str):
+        raise ValueError(f"null: expected a null mode name, got {mode!r}")
     if mode == "auto":
         return "resample" if n_reference >= 5 * n_data else "permutation"
     if mode not in NULL_MODES:

@@ -281,21 +281,24 @@ def _candidate_gains(Xa, chunks, cand_idx, Ca, a32, sigma, r, dw, off, comp):
     """
     B, n_cand = cand_idx.shape
     M = a32.shape[1]
-    Y = Xa[cand_idx.reshape(-1), :-2]  # (B*n_cand, d)
-    Cy = augment_centres(Y.view(B, n_cand, -1), sigma)  # (d+2, B*n_cand)
-    nD = torch.zeros(B, n_cand, dtype=torch.float64, device=Xa.device)
+    Y = Xa[cand_idx.T.reshape(-1), :-2]  # (n_cand*B, d), candidate-major
+    Cy = augment_centres(Y.view(n_cand, B, -1), sigma)  # (d+2, n_cand*B)
+    nD = torch.zeros(n_cand, B, dtype=torch.float64, device=Xa.device)
     nR = torch.zeros_like(nD)
-    for lo, hi in chunks:
-        n = hi - lo
-        l = (Xa[lo:hi] @ Ca).clamp_max_(0.0).view(n, B, M)
+    step = max(1, (1 << 21) // (n_cand * B))  # rows per block: ~8 MB of candidate kernels
+    for lo0, hi0 in chunks:
+        l = (Xa[lo0:hi0] @ Ca).clamp_max_(0.0).view(hi0 - lo0, B, M)
         lse = torch.logsumexp(l, dim=-1, keepdim=True) if comp.needs_lse else None
         f = (torch.exp(comp.log_gate(l, lse)) * a32).sum(-1)  # (n, B)
         if off is not None:
-            f = f + off[lo:hi]
-        k = torch.exp((Xa[lo:hi] @ Cy).clamp_max_(0.0)).view(n, B, n_cand)
-        nD += torch.einsum("nbc,nb->bc", k, dw[lo:hi]).double()
-        nR += torch.einsum("nbc,nb->bc", k, r[lo:hi] * torch.exp(f)).double()
-    nR = nR.clamp_min(1e-12)
+            f = f + off[lo0:hi0]
+        expected = r[lo0:hi0] * torch.exp(f)  # (n, B)
+        for lo in range(lo0, hi0, step):
+            hi = min(hi0, lo + step)
+            k = torch.exp((Xa[lo:hi] @ Cy).clamp_max_(0.0)).view(hi - lo, n_cand, B)
+            nD += (k * dw[lo:hi].unsqueeze(1)).sum(0).double()  # (n_cand, B)
+            nR += (k * expected[lo - lo0:hi - lo0].unsqueeze(1)).sum(0).double()
+    nD, nR = nD.T, nR.T.clamp_min(1e-12)  # (B, n_cand)
     return nD * torch.log((nD / nR).clamp_min(1e-300)) - (nD - nR)
 
 
@@ -311,10 +314,9 @@ def candidate_rows(data_weight: torch.Tensor, n_cand: int) -> torch.Tensor:
         if len(rows) == 0:  # a toy without data points: any row will do (nothing to gain)
             rows = torch.arange(data_weight.shape[0])
         pick = torch.linspace(0, len(rows) - 1, min(n_cand, len(rows))).round().long()
-        rows = rows[pick]
-        if len(rows) < n_cand:
-            rows = rows[torch.arange(n_cand) % len(rows)]
-        out.append(rows)
+        out.append(rows[pick])
+    width = max(len(rows) for rows in out)  # pad (repeating rows) only up to the largest replica
+    out = [rows[torch.arange(width) % len(rows)] for rows in out]
     return torch.stack(out).to(data_weight.device)
 
 
@@ -396,7 +398,7 @@ def train_replicas(
     reseed: bool = True,
     reseed_at=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
     reseed_margin: float = 1.0,
-    n_candidates: int = 512,
+    n_candidates: int = 256,
     offset: torch.Tensor | None = None,
     chunk_rows: int | None = None,
     record_every: int = 10,

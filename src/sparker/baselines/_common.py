@@ -1,0 +1,260 @@
+"""What every baseline shares: input checks, the observed and null roles, result assembly.
+
+Every baseline sees the same two-sample problem as :func:`sparker.test`:
+
+- the **observed** fit uses the rows ``[reference; data]``: reference rows carry
+  weight ``w_x`` (``N_D / N_R``, or the user's weights rescaled to sum to
+  ``N_D``), data rows weight 1;
+- the **null toys** assign roles to the rows of a *pool* with
+  :func:`sparker.nulls.toy_weights`: the pool is the reference for
+  ``resample`` and ``[reference; data]`` for ``permutation``; toy ``b`` draws
+  its roles from ``SeedSequence(seed, spawn_key=(2, b, 0))``, exactly like the
+  toys of :func:`sparker.test`, so a baseline and SparKer calibrated with the
+  same seed see the same pseudo-experiments.  A toy's data are the pool rows
+  with data weight > 0; its reference the rows with reference weight > 0,
+  with those weights.
+
+Random streams of a baseline (children of ``seed``): ``(0,)`` widths and
+bandwidths, ``(1,)`` the observed fit's own randomness, ``(2, b, 0)`` the
+roles of toy ``b``, ``(2, b, 1)`` toy ``b``'s own randomness, ``(3,)``
+centres shared by every fit on one pool.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .._validation import check_array, check_n_features, check_weights
+from ..calibration import TestResult
+from ..estimator import Standardizer, reference_weights
+from ..nulls import NullSpec, resolve_null_mode, toy_weights
+from ..stats import aggregate, empirical_pvalue, fit_chi2, zscore
+
+WIDTH_KEY, OBS_KEY, TOY_KEY, CENTRE_KEY = 0, 1, 2, 3
+
+
+def seq(seed: int, *key: int) -> np.random.SeedSequence:
+    """Child random stream ``key`` of ``seed``."""
+    return np.random.SeedSequence(seed, spawn_key=key)
+
+
+# ------------------------------------------------------------------ argument checks
+def check_positive_int(value, *, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name}: must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed: must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+def check_positive_float(value, *, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{name}: must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+def check_choice(value, choices, *, name: str) -> str:
+    if value not in choices:
+        raise ValueError(f"{name}: unknown value {value!r}; choose one of {sorted(choices)}")
+    return value
+
+
+def check_quantile(q, *, name: str) -> float:
+    if isinstance(q, bool) or not isinstance(q, numbers.Real) or not 0.0 < q < 1.0:
+        raise ValueError(f"{name}: must lie in (0, 1), got {q!r}")
+    return float(q)
+
+
+def as_float_list(value, *, name: str, check) -> list[float]:
+    """A scalar or a non-empty sequence of scalars, each passed through ``check``."""
+    values = list(value) if isinstance(value, (list, tuple, np.ndarray)) else [value]
+    if not values:
+        raise ValueError(f"{name}: an empty list of values")
+    return [check(v, name=name) for v in values]
+
+
+def resolve_device(device, *inputs) -> torch.device:
+    """``device`` if given, else the first input's device, else the CPU."""
+    if device is not None:
+        try:
+            dev = torch.device(device)
+            torch.empty(0, device=dev)
+        except (RuntimeError, TypeError, ValueError, AssertionError) as exc:
+            raise ValueError(f"device: cannot use {device!r} ({type(exc).__name__}: {exc})") from None
+        return dev
+    for d in inputs:
+        if d is not None:
+            return d
+    return torch.device("cpu")
+
+
+# ------------------------------------------------------------------ the problem
+@dataclass(frozen=True)
+class TwoSample:
+    """Validated, standardised two-sample problem and its null toys.
+
+    Attributes
+    ----------
+    reference, data : ndarray of shape (n, n_features)
+        In standardised units (reference mean and standard deviation; constant
+        features left centred with scale 1), float64.
+    ref_weight : ndarray of shape (n_reference,)
+        Observed reference weights ``w_x`` (sum ``N_D``).
+    user_ref_weight : ndarray or None
+        The user's reference weights (resampling draws toys in proportion).
+    mode : str
+        ``resample`` or ``permutation``.
+    spec : NullSpec
+    seed : int
+    standardizer : Standardizer
+    device : torch.device
+    """
+
+    reference: np.ndarray
+    data: np.ndarray
+    ref_weight: np.ndarray
+    user_ref_weight: np.ndarray | None
+    mode: str
+    spec: NullSpec
+    seed: int
+    standardizer: Standardizer
+    device: torch.device
+
+    @property
+    def n_reference(self) -> int:
+        return self.reference.shape[0]
+
+    @property
+    def n_data(self) -> int:
+        return self.data.shape[0]
+
+    def observed(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows ``[reference; data]`` (N, d) with reference (N,) and data (N,) weights."""
+        X = np.concatenate([self.reference, self.data])
+        r = np.concatenate([self.ref_weight, np.zeros(self.n_data)])
+        d = np.concatenate([np.zeros(self.n_reference), np.ones(self.n_data)])
+        return X, r, d
+
+    def pool(self) -> np.ndarray:
+        """Rows the toys assign roles to: (N_R, d) for resample, (N_R + N_D, d) for permutation."""
+        if self.mode == "resample":
+            return self.reference
+        return np.concatenate([self.reference, self.data])
+
+    def toy(self, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """Reference (N_pool,) and data (N_pool,) weights of toy ``b`` (as in :func:`sparker.test`)."""
+        return toy_weights(self.spec, seq(self.seed, TOY_KEY, b, 0), self.user_ref_weight)
+
+    def toys(self, ids) -> tuple[np.ndarray, np.ndarray]:
+        """Stacked weights of toys ``ids``: (N_pool, n) each."""
+        rs, ds = zip(*(self.toy(b) for b in ids))
+        return np.stack(rs, 1), np.stack(ds, 1)
+
+
+def prepare(
+    reference,
+    data,
+    *,
+    n_null,
+    seed,
+    null: str,
+    reference_weight=None,
+    modes=("resample", "permutation"),
+    min_data: int = 1,
+    method: str,
+    device=None,
+) -> TwoSample:
+    """Validate the common arguments of a baseline and build its :class:`TwoSample`.
+
+    ``modes`` lists the null modes the baseline supports; ``auto`` resolves to
+    ``permutation`` when ``resample`` is not among them.
+    """
+    R, _, dev_r = check_array(reference, name="reference", min_samples=2)
+    D, _, dev_d = check_array(data, name="data", min_samples=min_data)
+    check_n_features(R.shape[1], D.shape[1], name="data")
+    n_null = check_positive_int(n_null, name="n_null")
+    seed = check_seed(seed)
+    wr = check_weights(reference_weight, R.shape[0], name="reference_weight")
+    if null == "auto" and "resample" not in modes:
+        mode = "permutation"
+    else:
+        mode = resolve_null_mode(null, R.shape[0], D.shape[0])
+        if mode not in modes:
+            raise ValueError(f"null: {method} supports {sorted(modes)} (or 'auto'), got {null!r}")
+    if mode == "permutation" and wr is not None:
+        raise ValueError("null: 'permutation' toys assume exchangeable, unweighted samples; "
+                         "use null='resample' with reference_weight")
+    std = Standardizer.fit(R)
+    w = reference_weights(R.shape[0], float(D.shape[0]), wr, None, normalize=True)
+    spec = NullSpec(mode, R.shape[0], D.shape[0])
+    return TwoSample(std.transform(R), std.transform(D), w, wr, mode, spec, seed, std,
+                     resolve_device(device, dev_r, dev_d))
+
+
+# ------------------------------------------------------------------ results
+def combine(t_obs: np.ndarray, null: np.ndarray, aggregation: str) -> tuple[float, np.ndarray, dict | None]:
+    """One statistic from K configurations on the same toys.
+
+    Parameters
+    ----------
+    t_obs : ndarray of shape (K,)
+    null : ndarray of shape (n_null, K)
+    aggregation : str
+        A rule of :data:`sparker.stats.AGGREGATIONS` (used when K > 1).
+
+    Returns
+    -------
+    statistic : float
+    null_distribution : ndarray of shape (n_null,)
+    per_config : dict or None
+        ``aggregation``, ``statistics`` (K,), ``pvalues`` (K,) when K > 1.
+    """
+    if t_obs.shape[0] == 1:
+        return float(t_obs[0]), np.asarray(null[:, 0], dtype=np.float64), None
+    agg = aggregate(t_obs, null, method=aggregation)
+    per_config = {
+        "aggregation": aggregation,
+        "statistics": [float(x) for x in t_obs],
+        "pvalues": [float(x) for x in agg.per_config_pvalues],
+    }
+    return float(agg.statistic), np.asarray(agg.null_distribution), per_config
+
+
+def make_result(
+    method: str,
+    statistic: float,
+    null: np.ndarray,
+    problem: TwoSample,
+    *,
+    settings: list[dict],
+    per_config: dict | None = None,
+    chi2: bool = False,
+    model=None,
+    converged: bool = True,
+) -> TestResult:
+    """A :class:`~sparker.calibration.TestResult` from an observed statistic and its toys.
+
+    ``chi2`` asks for a chi-square fit of the null (meaningful for
+    likelihood-ratio statistics; never done for aggregated statistics).
+    """
+    null = np.asarray(null, dtype=np.float64)
+    if not np.all(np.isfinite(null)) or not np.isfinite(statistic):
+        raise FloatingPointError(f"{method}: non-finite statistics (observed {statistic!r})")
+    p = float(empirical_pvalue(statistic, null))
+    chi = None
+    if chi2 and per_config is None and null.shape[0] >= 2:
+        fit = fit_chi2(null)
+        chi = {**fit.to_dict(), "pvalue": float(fit.pvalue(statistic)), "zscore": float(fit.zscore(statistic))}
+    return TestResult(
+        statistic=float(statistic), pvalue=p, zscore=float(zscore(p)), null_distribution=null,
+        null_mode=problem.mode, n_null=int(null.shape[0]), method=method, settings=settings,
+        seed=problem.seed, chi2=chi, per_config=per_config, model=model, converged=bool(converged),
+    )

@@ -1,0 +1,523 @@
+"""Calibrated test, calibrations, checkpoints and back ends (``sparker.calibration``).
+
+Statistical checks (type-I error) run twice: a reduced version in the normal
+suite and the full version (>= 200 independent tests per scenario) under
+``-m slow``.  Toys are kept small (2 kernels, 60 epochs, no re-seeding) so the
+normal suite stays quick on two cores.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats as st
+
+import sparker
+import sparker.calibration as C
+from sparker import nulls
+from sparker.calibration import Calibration
+from sparker.stats import aggregate, binomial_interval
+
+#: small, fast training settings shared by most tests
+SMALL = dict(n_kernels=2, epochs=60, reseed=False)
+
+
+def uniform(n, d=2, seed=0):
+    return np.random.default_rng(seed).uniform(size=(n, d))
+
+
+def gauss(n, d=16, seed=0):
+    return np.random.default_rng(seed).standard_normal((n, d))
+
+
+@pytest.fixture(scope="module")
+def ref():
+    return uniform(1000, seed=1)
+
+
+@pytest.fixture(scope="module")
+def cal(ref):
+    return sparker.calibrate(ref, 100, n_null=19, seed=3, **SMALL)
+
+
+# ------------------------------------------------------------------ results
+def test_result_fields_pvalue_formula_and_json(ref):
+    data = uniform(100, seed=2)
+    res = sparker.test(ref, data, n_null=19, seed=3, **SMALL)
+    assert res.null_mode == "resample"  # 1000 >= 5 * 100
+    t0 = res.null_distribution
+    assert t0.shape == (19,) and res.n_null == 19 and np.isfinite(t0).all()
+    assert res.pvalue == (1 + np.sum(t0 >= res.statistic)) / 20
+    assert res.zscore == pytest.approx(st.norm.isf(res.pvalue))
+    assert res.resolution == 1 / 20
+    assert res.model.statistic_ == res.statistic
+    assert res.settings[0]["n_kernels"] == 2 and len(res.settings) == 1 and res.seed == 3
+    assert set(res.chi2) >= {"dof", "ks_pvalue", "poor_fit", "pvalue", "zscore"}
+    out = json.loads(json.dumps(res.to_dict()))
+    assert out["pvalue"] == res.pvalue and out["null_mode"] == "resample"
+    assert len(out["null_distribution"]) == 19
+    with pytest.raises(AttributeError):
+        res.pvalue = 0.5  # frozen
+
+
+def test_toys_use_the_widths_of_the_observed_fit(ref, cal):
+    res = cal.test(uniform(100, seed=2))
+    # the observed model's first recorded width is its sigma_start
+    assert res.model.history_["sigma"][0] == pytest.approx(cal.widths[0][0][0], rel=1e-12)
+
+
+def test_auto_null_mode_and_permutation_result():
+    assert nulls.resolve_null_mode("auto", 500, 100) == "resample"
+    assert nulls.resolve_null_mode("auto", 499, 100) == "permutation"
+    res = sparker.test(uniform(150, seed=1), uniform(150, seed=2), n_null=9, **SMALL)
+    assert res.null_mode == "permutation"
+    assert res.to_dict()["null_mode"] == "permutation"
+
+
+def test_p_never_zero_and_power_on_a_shifted_sample(ref):
+    rng = np.random.default_rng(5)
+    # a dense clump: a clearly different sample
+    data = np.concatenate([rng.uniform(size=(70, 2)), 0.3 + 0.03 * rng.standard_normal((30, 2))])
+    res = sparker.test(ref, data, n_null=39, seed=1, **SMALL)
+    assert res.pvalue == res.resolution == 1 / 40  # beyond every toy, but never 0
+    assert res.pvalue > 0 and np.isfinite(res.zscore)
+    assert res.statistic > res.null_distribution.max()
+    assert res.chi2["zscore"] > 3
+
+
+# ------------------------------------------------------------------ null toys
+def test_resample_toys_draw_poisson_counts_when_n_expected_is_given():
+    spec = nulls.NullSpec("resample", 1000, 100, n_expected=100.0, poisson=True)
+    counts = []
+    for b in range(400):
+        r, d = nulls.toy_weights(spec, np.random.SeedSequence(0, spawn_key=(b,)))
+        assert not np.any((r > 0) & (d > 0))  # a point is reference or data, never both
+        assert r.sum() == pytest.approx(100.0)  # reference scaled to N_0
+        counts.append(d.sum())
+    counts = np.asarray(counts)
+    assert counts.std() > 0
+    assert abs(counts.mean() - 100) < 2.5  # sd of the mean 0.5
+    assert 70 < counts.var() < 135  # Poisson: var = mean (sd of the variance ~7)
+    exact = nulls.NullSpec("resample", 1000, 100)
+    for b in range(5):
+        r, d = nulls.toy_weights(exact, b)
+        assert d.sum() == 100 and r.sum() == pytest.approx(100.0) and np.count_nonzero(r) == 900
+
+
+def test_calibrate_uses_poisson_toys_with_n_expected(ref):
+    c = sparker.calibrate(ref, 100, n_expected=100, n_null=3, **SMALL)
+    assert c.poisson and c.n_expected == 100.0
+    assert not sparker.calibrate(ref, 100, n_null=3, **SMALL).poisson
+
+
+def test_permutation_toys_keep_the_sizes():
+    spec = nulls.NullSpec("permutation", 300, 120)
+    seen = set()
+    for b in range(20):
+        r, d = nulls.toy_weights(spec, b)
+        assert d.sum() == 120 and np.count_nonzero(r) == 300 and len(r) == 420
+        assert not np.any((r > 0) & (d > 0))
+        assert np.allclose(r[r > 0], 120 / 300)
+        seen.add(tuple(np.flatnonzero(d)))
+    assert len(seen) == 20
+
+
+# ------------------------------------------------------------------ errors
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(n_null=0), "n_null"),
+    (dict(n_null=2.5), "n_null"),
+    (dict(null="bogus"), "null"),
+    (dict(null="resample", data=uniform(600, seed=2)), "null"),  # reference 1000 < 2 * 600
+    (dict(aggregation="bogus"), "aggregation"),
+    (dict(backend="bogus"), "backend"),
+    (dict(backend="dask"), "scheduler"),
+    (dict(scheduler="tcp://localhost:1"), "scheduler"),  # only for dask
+    (dict(n_workers=2), "n_workers"),  # only for processes
+    (dict(replica_chunk=0), "replica_chunk"),
+    (dict(seed=-1), "seed"),
+    (dict(n_expected=-3.0), "n_expected"),
+    (dict(null="permutation", poisson=True), "poisson"),
+    (dict(null="permutation", reference_weight=np.ones(1000)), "null"),
+    (dict(n_kernels=[]), "n_kernels"),
+    (dict(not_a_setting=1), "settings"),
+    (dict(n_kernels=[2, 3], n_null=1), "n_null"),
+])
+def test_bad_arguments_name_the_argument(ref, kwargs, name, monkeypatch):
+    monkeypatch.setattr(C, "_run_chunk", lambda *a: pytest.fail("trained before validating"))
+    kwargs = {"data": uniform(100, seed=2), **kwargs}
+    data = kwargs.pop("data")
+    with pytest.raises(ValueError, match=rf"^{name}:"):
+        sparker.test(ref, data, **{**SMALL, **kwargs})
+
+
+def test_calibrate_bad_arguments(ref):
+    with pytest.raises(ValueError, match="^n_data:"):
+        sparker.calibrate(ref, 0, n_null=3)
+    with pytest.raises(ValueError, match="^null:"):
+        sparker.calibrate(ref, 800, n_null=3)  # the reference is too small to resample from
+    with pytest.raises(ValueError, match="^data_tolerance:"):
+        sparker.calibrate(ref, 100, n_null=3, data_tolerance=-1)
+    with pytest.raises(ValueError, match="^n_null:"):
+        sparker.calibrate(ref, 100, n_null=0)
+
+
+# ------------------------------------------------------------------ reuse
+def test_calibration_reuse_equals_direct_test(ref, cal):
+    data = uniform(100, seed=2)
+    a = cal.test(data)
+    b = sparker.test(ref, data, calibration=cal, n_null=19, seed=3, **SMALL)
+    direct = sparker.test(ref, data, n_null=19, seed=3, **SMALL)
+    partial = sparker.test(ref, data, calibration=cal, n_kernels=2)  # settings named agree
+    for r in (b, direct, partial):
+        assert r.pvalue == a.pvalue and r.statistic == a.statistic
+        np.testing.assert_array_equal(r.null_distribution, a.null_distribution)
+
+
+@pytest.mark.parametrize("change, name", [
+    (dict(reference=uniform(1000, seed=9)), "reference"),
+    (dict(reference_weight=np.linspace(1, 2, 1000)), "reference"),
+    (dict(n_kernels=3), "settings"),
+    (dict(epochs=61), "settings"),
+    (dict(data=uniform(101, seed=2)), "data"),
+    (dict(data=uniform(100, 3, seed=2)), "data"),
+    (dict(seed=4), "seed"),
+    (dict(n_null=50), "n_null"),
+    (dict(null="permutation"), "null"),
+    (dict(n_expected=120), "n_expected"),
+    (dict(poisson=True), "poisson"),
+    (dict(aggregation="fisher"), "aggregation"),
+])
+def test_calibration_reuse_refuses_mismatches(ref, cal, change, name):
+    kwargs = {"reference": ref, "data": uniform(100, seed=2), **change}
+    with pytest.raises(ValueError, match=rf"^{name}:"):
+        sparker.test(kwargs.pop("reference"), kwargs.pop("data"), calibration=cal, **kwargs)
+
+
+def test_poisson_calibration_accepts_sizes_within_tolerance(ref):
+    c = sparker.calibrate(ref, 100, n_expected=100, n_null=5, data_tolerance=2, **SMALL)
+    assert c.accepts(100) and c.accepts(119) and c.accepts(81)
+    assert not c.accepts(121) and not c.accepts(79)  # 100 +- 2 * sqrt(100)
+    assert c.test(uniform(115, seed=2)).n_null == 5
+    with pytest.raises(ValueError, match=r"^data:.*sqrt"):
+        c.test(uniform(125, seed=2))
+    with pytest.raises(ValueError, match=r"^data:"):
+        c.test(uniform(50, seed=2), data_weight=np.ones(50))
+    # weighted counts are what matters with Poisson toys
+    assert c.test(uniform(50, seed=2), data_weight=np.full(50, 2.0)).n_null == 5
+
+
+def test_save_load_round_trip(ref, cal, tmp_path):
+    path = tmp_path / "cal.npz"
+    cal.save(path)
+    with pytest.raises(FileExistsError):
+        cal.save(path)
+    cal.save(path, overwrite=True)
+    back = Calibration.load(path)
+    np.testing.assert_array_equal(back.null, cal.null)
+    assert back.settings_dicts() == cal.settings_dicts() and back.widths == cal.widths
+    for name in ("fingerprint", "n_features", "n_data", "n_expected", "poisson", "null_mode", "seed",
+                 "aggregation", "data_tolerance"):
+        assert getattr(back, name) == getattr(cal, name), name
+    data = uniform(100, seed=2)
+    with pytest.raises(ValueError, match="^reference:"):
+        back.test(data)  # the reference is not stored
+    a, b = back.test(data, ref), cal.test(data)
+    assert (a.statistic, a.pvalue, a.zscore) == (b.statistic, b.pvalue, b.zscore)
+    assert sparker.test(ref, data, calibration=back).pvalue == b.pvalue
+    with pytest.raises(ValueError, match="^reference:"):
+        back.test(data, uniform(1000, seed=9))
+
+
+def test_save_load_keeps_reference_weights(ref, tmp_path):
+    w = np.linspace(0.5, 1.5, len(ref))
+    c = sparker.calibrate(ref, 100, reference_weight=w, n_null=3, **SMALL)
+    c.save(tmp_path / "w.npz")
+    back = Calibration.load(tmp_path / "w.npz")
+    np.testing.assert_array_equal(back.reference_weight, w)
+    assert back.test(uniform(100, seed=2), ref).n_null == 3
+    with pytest.raises(ValueError, match="^reference:"):
+        back.test(uniform(100, seed=2), ref, reference_weight=np.ones(len(ref)))
+
+
+def _bad_files(tmp_path, cal):
+    good = tmp_path / "good.npz"
+    cal.save(good)
+    raw = good.read_bytes()
+    (tmp_path / "noise.npz").write_bytes(os.urandom(2000))
+    (tmp_path / "truncated.npz").write_bytes(raw[: len(raw) // 2])
+    np.savez(tmp_path / "other.npz", x=np.arange(3))
+    np.savez(tmp_path / "pickled.npz", null=np.array([{"a": 1}], dtype=object))
+    sparker.SparKer(n_kernels=2, epochs=5).fit(uniform(50), uniform(20, seed=3)).save(tmp_path / "model.npz")
+    meta = json.loads(np.load(good)["__meta__"].tobytes().decode())
+    for name, change in (("version", {"format_version": 99}), ("format", {"format": "nope"}),
+                         ("missing", {"configs": None}), ("mode", {"null_mode": "bogus"})):
+        bad = {**meta, **change}
+        with np.load(good) as z:
+            arrays = dict(z)
+        arrays["__meta__"] = np.frombuffer(json.dumps(bad).encode(), dtype=np.uint8)
+        np.savez(tmp_path / f"{name}.npz", **arrays)
+    return ["noise", "truncated", "other", "pickled", "model", "version", "format", "missing", "mode"]
+
+
+def test_load_refuses_corrupted_or_foreign_files(cal, tmp_path):
+    for name in _bad_files(tmp_path, cal):
+        with pytest.raises(ValueError, match="^path:"):
+            Calibration.load(tmp_path / f"{name}.npz")
+    with pytest.raises(FileNotFoundError, match="^path:"):
+        Calibration.load(tmp_path / "absent.npz")
+
+
+# ------------------------------------------------------------------ aggregation
+def test_aggregation_runs_every_configuration_on_the_same_toys(ref):
+    data = uniform(100, seed=2)
+    res = sparker.test(ref, data, n_null=19, seed=2, sigma_end_quantile=[0.02, 0.2], **SMALL)
+    assert len(res.settings) == 2 and res.chi2 is None
+    pc = res.per_config
+    assert pc["aggregation"] == "minp" and len(pc["statistics"]) == 2 and len(pc["pvalues"]) == 2
+    null = np.asarray(pc["null_statistics"])
+    assert null.shape == (19, 2)
+    agg = aggregate(pc["statistics"], null, method="minp")
+    assert res.pvalue == agg.pvalue and res.statistic == agg.statistic
+    np.testing.assert_array_equal(res.null_distribution, agg.null_distribution)
+    # column k is exactly the calibration of configuration k alone: the same toys
+    for k, q in enumerate((0.02, 0.2)):
+        alone = sparker.calibrate(ref, 100, n_null=19, seed=2, sigma_end_quantile=q, **SMALL)
+        np.testing.assert_array_equal(alone.null[:, 0], null[:, k])
+        assert pc["statistics"][k] == sparker.test(ref, data, calibration=alone).statistic
+    json.dumps(res.to_dict())
+
+
+@pytest.mark.parametrize("method", ["fisher", "meanp"])
+def test_other_aggregations(ref, method):
+    c = sparker.calibrate(ref, 100, n_null=9, seed=2, n_kernels=[2, 3], epochs=60, reseed=False,
+                          aggregation=method)
+    res = c.test(uniform(100, seed=2))
+    assert res.per_config["aggregation"] == method
+    t_obs = res.per_config["statistics"]
+    assert res.pvalue == aggregate(t_obs, c.null, method=method).pvalue
+
+
+# ------------------------------------------------------------------ chunks and back ends
+def test_results_do_not_depend_on_the_chunk_size(ref):
+    data = uniform(100, seed=2)
+    base = sparker.test(ref, data, n_null=12, seed=4, replica_chunk=12, **SMALL)
+    for chunk in (5, 1):
+        other = sparker.test(ref, data, n_null=12, seed=4, replica_chunk=chunk, **SMALL)
+        # float32 products of other shapes round differently (~1e-6), which training can grow:
+        # measured up to 3e-3 absolute (1.5e-4 relative) on t ~ 10 in 16-d
+        np.testing.assert_allclose(other.null_distribution, base.null_distribution, rtol=1e-3, atol=1e-3)
+        assert other.pvalue == base.pvalue and other.statistic == base.statistic
+
+
+@pytest.fixture(scope="module")
+def dask_cluster():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(processes=False, n_workers=1, threads_per_worker=1,
+                                  dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as client:
+            yield cluster, client
+
+
+def test_backends_give_the_same_toys(ref, dask_cluster):
+    cluster, client = dask_cluster
+    kw = dict(n_null=8, seed=6, replica_chunk=3, **SMALL)
+    base = sparker.calibrate(ref, 100, **kw).null
+    runs = {
+        "processes": sparker.calibrate(ref, 100, backend="processes", n_workers=2, **kw).null,
+        "dask client": sparker.calibrate(ref, 100, backend="dask", scheduler=client, **kw).null,
+        "dask address": sparker.calibrate(ref, 100, backend="dask", scheduler=cluster.scheduler_address,
+                                          **kw).null,
+    }
+    for name, null in runs.items():  # same chunks, same seeds: bitwise the same toys
+        np.testing.assert_array_equal(null, base, err_msg=name)
+    assert client.status == "running"  # a client passed in is left open
+
+
+def test_permutation_test_on_dask_matches_in_process(dask_cluster):
+    _, client = dask_cluster
+    R, D = uniform(150, seed=1), uniform(150, seed=2)
+    a = sparker.test(R, D, n_null=9, seed=1, **SMALL)
+    b = sparker.test(R, D, n_null=9, seed=1, backend="dask", scheduler=client, **SMALL)
+    np.testing.assert_array_equal(b.null_distribution, a.null_distribution)
+    assert a.pvalue == b.pvalue
+
+
+def test_progress_bar(ref, capsys):
+    pytest.importorskip("tqdm")
+    sparker.calibrate(ref, 100, n_null=4, replica_chunk=2, progress=True, **SMALL)
+    assert "null toys" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ checkpoints
+class CountChunks:
+    def __init__(self, fn, fail_after=None):
+        self.fn, self.fail_after, self.calls = fn, fail_after, []
+
+    def __call__(self, problem, k, ids):
+        if self.fail_after is not None and len(self.calls) == self.fail_after:
+            raise KeyboardInterrupt
+        self.calls.append((k, ids))
+        return self.fn(problem, k, ids)
+
+
+def test_checkpoint_is_kept_and_a_rerun_trains_nothing(ref, tmp_path, monkeypatch):
+    path = tmp_path / "ck.npz"
+    kw = dict(n_null=6, seed=2, replica_chunk=3, checkpoint=path, **SMALL)
+    first = sparker.calibrate(ref, 100, **kw)
+    assert path.exists()
+    counter = CountChunks(C._run_chunk)
+    monkeypatch.setattr(C, "_run_chunk", counter)
+    again = sparker.calibrate(ref, 100, **kw)
+    assert counter.calls == []
+    np.testing.assert_array_equal(again.null, first.null)
+
+
+def test_interrupted_in_process_run_resumes_with_any_chunk_size(ref, tmp_path, monkeypatch):
+    kw = dict(n_null=9, seed=2, n_kernels=[2, 3], epochs=60, reseed=False)
+    full = sparker.calibrate(ref, 100, replica_chunk=3, **kw).null
+    path = tmp_path / "ck.npz"
+    monkeypatch.setattr(C, "_run_chunk", CountChunks(C._run_chunk, fail_after=2))
+    with pytest.raises(KeyboardInterrupt):
+        sparker.calibrate(ref, 100, replica_chunk=3, checkpoint=path, **kw)
+    _, _, done = C._Checkpoint.read(path)
+    assert done.sum() == 6  # two chunks of three toys of the first configuration
+    counter = CountChunks(C._run_chunk.fn)
+    monkeypatch.setattr(C, "_run_chunk", counter)
+    resumed = sparker.calibrate(ref, 100, replica_chunk=4, checkpoint=path, **kw).null
+    # chunks of 4 over 9 toys: config 0 needs toys 6..8 (chunk (4..7) -> (6, 7), chunk (8,));
+    # config 1 needs all of them
+    assert counter.calls == [(0, (6, 7)), (0, (8,)), (1, (0, 1, 2, 3)), (1, (4, 5, 6, 7)), (1, (8,))]
+    np.testing.assert_array_equal(resumed[:6, 0], full[:6, 0])  # stored toys are reused as they are
+    np.testing.assert_allclose(resumed, full, rtol=1e-3, atol=1e-3)  # other chunks: float rounding
+
+
+def test_checkpoint_of_another_run_or_corrupted_is_refused(ref, tmp_path):
+    path = tmp_path / "ck.npz"
+    sparker.calibrate(ref, 100, n_null=3, seed=2, checkpoint=path, **SMALL)
+    for change in (dict(seed=3), dict(n_null=4), dict(n_kernels=3), dict(n_expected=90.0)):
+        with pytest.raises(ValueError, match=r"^checkpoint:.*different run"):
+            sparker.calibrate(ref, 100, **{**dict(n_null=3, seed=2, checkpoint=path, **SMALL), **change})
+    with pytest.raises(ValueError, match=r"^checkpoint:.*different run"):
+        sparker.calibrate(uniform(1000, seed=9), 100, n_null=3, seed=2, checkpoint=path, **SMALL)
+    with pytest.raises(ValueError, match=r"^checkpoint:.*different run"):  # a test's permutation toys
+        sparker.test(uniform(150, seed=1), uniform(150, seed=2), n_null=3, seed=2, checkpoint=path, **SMALL)
+    path.write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="^checkpoint:"):
+        sparker.calibrate(ref, 100, n_null=3, seed=2, checkpoint=path, **SMALL)
+
+
+_KILLED_RUN = textwrap.dedent("""
+    import sys, time
+    import numpy as np
+    import sparker
+    import sparker.calibration as C
+
+    compute = C._run_chunk
+
+    def slow_chunk(*args):  # paces the run so that the parent can kill it mid-way
+        out = compute(*args)
+        time.sleep(0.3)
+        return out
+
+    C._run_chunk = slow_chunk
+    ref = np.random.default_rng(1).uniform(size=(1000, 2))
+    sparker.calibrate(ref, 100, checkpoint=sys.argv[1], **eval(sys.argv[2]))
+""")
+
+
+def test_killed_calibration_resumes_without_redoing_finished_chunks(ref, tmp_path, monkeypatch):
+    kw = dict(n_null=24, seed=5, replica_chunk=3, **SMALL)
+    n_chunks = 8
+    path = tmp_path / "ck.npz"
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_RUN, str(path), repr(kw)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    done = 0
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if path.exists():
+                done = int(C._Checkpoint.read(path)[2].sum())
+                if done >= 2 * 3:
+                    break
+            time.sleep(0.02)
+        assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    _, _, mask = C._Checkpoint.read(path)
+    n_done = int(mask.sum())
+    assert 0 < n_done < 24 and n_done % 3 == 0  # whole chunks only
+    counter = CountChunks(C._run_chunk)
+    monkeypatch.setattr(C, "_run_chunk", counter)
+    resumed = sparker.calibrate(ref, 100, checkpoint=path, **kw).null
+    assert len(counter.calls) == n_chunks - n_done // 3  # only unfinished chunks
+    assert all(not mask[list(ids), 0].any() for _, ids in counter.calls)
+    monkeypatch.setattr(C, "_run_chunk", counter.fn)
+    uninterrupted = sparker.calibrate(ref, 100, **kw).null
+    np.testing.assert_array_equal(resumed, uninterrupted)
+
+
+# ------------------------------------------------------------------ type-I error
+def _scenario(name, n_reference, n_data, seed):
+    rng = np.random.default_rng(seed)
+    if name == "uniform2d":
+        return rng.uniform(size=(n_reference, 2)), rng.uniform(size=(n_data, 2))
+    return rng.standard_normal((n_reference, 16)), rng.standard_normal((n_data, 16))
+
+
+def _type1(name, *, n_reference, n_data, n_tests, n_null, alpha=0.05, **settings):
+    """Rejections at ``alpha`` over ``n_tests`` independent null tests."""
+    pvalues = []
+    for i in range(n_tests):
+        R, D = _scenario(name, n_reference, n_data, seed=10_000 + i)
+        res = sparker.test(R, D, n_null=n_null, seed=i, replica_chunk=n_null, **settings)
+        assert res.pvalue > 0
+        pvalues.append(res.pvalue)
+    pvalues = np.asarray(pvalues)
+    k = int(np.sum(pvalues <= alpha))
+    low, high = binomial_interval(k, n_tests, level=0.99)
+    print(f"\ntype-I {name} N_R={n_reference} N_D={n_data} n_null={n_null} {settings}: "
+          f"{k}/{n_tests} = {k / n_tests:.3f} rejected at alpha={alpha}, 99% interval [{low:.3f}, {high:.3f}]"
+          f"; at 0.01: {np.mean(pvalues <= 0.01):.3f}")
+    return k, low, high
+
+
+# (scenario, N_R, N_D): resample toys (N_R >= 5 N_D) and permutation toys (N_R = N_D)
+REDUCED = [
+    pytest.param("uniform2d", 1000, 100, 60, 19, {}, id="uniform2d-resample"),
+    pytest.param("gauss16d", 200, 200, 60, 19, {}, id="gauss16d-permutation"),
+    pytest.param("uniform2d", 200, 200, 40, 39, {"sigma_end_quantile": [0.02, 0.2]},
+                 id="uniform2d-permutation-minp"),
+    pytest.param("gauss16d", 1000, 100, 40, 39, {"sigma_end_quantile": [0.02, 0.2]},
+                 id="gauss16d-resample-minp"),
+]
+FULL = [
+    pytest.param(name, nr, nd, 200, 99, agg, id=f"{name}-{mode}{'-minp' if agg else ''}")
+    for name in ("uniform2d", "gauss16d")
+    for mode, nr, nd in (("resample", 2000, 200), ("permutation", 300, 300))
+    for agg in ({}, {"sigma_end_quantile": [0.02, 0.2]})
+]
+
+
+@pytest.mark.parametrize("name, n_reference, n_data, n_tests, n_null, extra", REDUCED)
+def test_type1_error_reduced(name, n_reference, n_data, n_tests, n_null, extra):
+    k, low, high = _type1(name, n_reference=n_reference, n_data=n_data, n_tests=n_tests,
+                          n_null=n_null, **{**SMALL, **extra})
+    assert low <= 0.05 <= high
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, n_reference, n_data, n_tests, n_null, extra", FULL)
+def test_type1_error_full(name, n_reference, n_data, n_tests, n_null, extra):
+    k, low, high = _type1(name, n_reference=n_reference, n_data=n_data, n_tests=n_tests,
+                          n_null=n_null, **{**SMALL, **extra})
+    assert low <= 0.05 <= high
