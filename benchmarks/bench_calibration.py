@@ -30,7 +30,7 @@ def main(argv=None):
     p.add_argument("--n-null", type=int, default=100)
     p.add_argument("--epochs", type=int, default=1000)
     p.add_argument("--kernels", type=int, default=8)
-    p.add_argument("--replica-chunk", type=int, default=32)
+    p.add_argument("--replica-chunk", type=int, default=64)
     p.add_argument("--sequential-fits", type=int, default=None,
                    help="time only this many sequential fits and scale to n_null + 1 (default: all)")
     args = p.parse_args(argv)

@@ -383,3 +383,19 @@ def test_python_dash_m():
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"sparker {__version__}"
+
+
+@pytest.mark.parametrize("method", ["mmd", "nplm_kernel", "c2st"])
+def test_test_method_runs_a_baseline_by_name(test_files, capsys, method):
+    ref, data, _ = test_files
+    assert run_test(ref, data, "--method", method, "--n-null", "5", "--seed", "1") == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["method"] == method
+    assert 1 / 6 <= result["pvalue"] <= 1 and result["n_null"] == 5
+
+
+def test_test_method_refuses_sparker_only_flags(test_files, capsys):
+    ref, data, _ = test_files
+    assert run_test(ref, data, "--method", "mmd", "--n-kernels", "4") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("sparker: error: --method:")

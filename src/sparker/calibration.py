@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import io as _io
 import itertools
 import json
 import logging
@@ -52,7 +51,7 @@ from .backends import check_backend, get_backend, run_all
 from .config import TrainingConfig
 from .ensemble import fit_stack, resolve_widths
 from .estimator import SparKer, Standardizer, validate_config
-from .io import atomic_write_bytes
+from .io import read_archive, write_archive
 from .nulls import NullSpec, resolve_null_mode, toy_weights
 from .stats import AGGREGATIONS, aggregate, empirical_pvalue, fit_chi2, zscore
 
@@ -250,17 +249,13 @@ class _Checkpoint:
     @staticmethod
     def read(path) -> tuple[dict, np.ndarray, np.ndarray]:
         """(header, values (n_null, K), done (n_null, K)) of a checkpoint file."""
+        arrays, meta = read_archive(path, kind="SparKer checkpoint", format_name=_CHECKPOINT_FORMAT,
+                                    version=_CHECKPOINT_VERSION, name="checkpoint")
         try:
-            with np.load(os.fspath(path), allow_pickle=False) as z:
-                meta = json.loads(z["__meta__"].tobytes().decode())
-                values, done = np.asarray(z["values"], dtype=np.float64), np.asarray(z["done"], dtype=bool)
-        except Exception as exc:
-            raise ValueError(
-                f"checkpoint: {os.fspath(path)} is not a readable SparKer checkpoint "
-                f"({type(exc).__name__}: {exc})"
-            ) from None
-        if not isinstance(meta, dict) or meta.get("format") != _CHECKPOINT_FORMAT:
-            raise ValueError(f"checkpoint: {os.fspath(path)} is not a SparKer checkpoint file")
+            values = np.asarray(arrays["values"], dtype=np.float64)
+            done = np.asarray(arrays["done"], dtype=bool)
+        except KeyError as exc:
+            raise ValueError(f"checkpoint: {os.fspath(path)} lacks the array {exc}") from None
         return meta, values, done
 
     def _load(self):
@@ -281,10 +276,7 @@ class _Checkpoint:
     def _write(self):
         meta = {"format": _CHECKPOINT_FORMAT, "format_version": _CHECKPOINT_VERSION,
                 "run_id": self.run_id, "sparker_version": __version__}
-        buf = _io.BytesIO()
-        np.savez(buf, values=self.values, done=self.done,
-                 __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
-        atomic_write_bytes(self.path, buf.getvalue(), overwrite=True)
+        write_archive(self.path, {"values": self.values, "done": self.done}, meta, overwrite=True)
 
     def record(self, k: int, ids, values):
         ids = list(ids)
@@ -508,13 +500,10 @@ class Calibration:
             "aggregation": self.aggregation,
             "data_tolerance": float(self.data_tolerance),
         }
-        arrays = {"null": np.asarray(self.null, dtype=np.float64),
-                  "__meta__": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
+        arrays = {"null": np.asarray(self.null, dtype=np.float64)}
         if self.reference_weight is not None:
             arrays["reference_weight"] = np.asarray(self.reference_weight, dtype=np.float64)
-        buf = _io.BytesIO()
-        np.savez(buf, **arrays)
-        atomic_write_bytes(path, buf.getvalue(), overwrite=overwrite)
+        write_archive(path, arrays, meta, overwrite=overwrite)
 
     @classmethod
     def load(cls, path) -> "Calibration":
@@ -529,20 +518,8 @@ class Calibration:
             version, or is inconsistent.
         """
         path = os.fspath(path)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"path: file not found: {path}")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-            meta = json.loads(arrays.pop("__meta__").tobytes().decode())
-        except Exception as exc:
-            raise ValueError(f"path: {path} is not a readable SparKer calibration "
-                             f"({type(exc).__name__}: {exc})") from None
-        if not isinstance(meta, dict) or meta.get("format") != CALIBRATION_FORMAT:
-            raise ValueError(f"path: {path} is not a SparKer calibration file")
-        if meta.get("format_version") != CALIBRATION_VERSION:
-            raise ValueError(f"path: {path} has format version {meta.get('format_version')!r}, "
-                             f"this SparKer reads version {CALIBRATION_VERSION}")
+        arrays, meta = read_archive(path, kind="SparKer calibration", format_name=CALIBRATION_FORMAT,
+                                    version=CALIBRATION_VERSION)
         try:
             configs = [TrainingConfig.from_dict(c) for c in meta["configs"]]
             for c in configs:
@@ -704,7 +681,7 @@ def calibrate(
     poisson: bool | None = None,
     aggregation: str = "minp",
     data_tolerance: float = 3.0,
-    replica_chunk: int = 32,
+    replica_chunk: int = 64,
     backend: str = "batched",
     scheduler=None,
     n_workers: int | None = None,
@@ -743,9 +720,12 @@ def calibrate(
         With Poisson toys, :meth:`Calibration.test` accepts samples whose
         (weighted) size is within ``data_tolerance * sqrt(N_0)`` of ``N_0``;
         exact-count toys accept exactly ``n_data`` points.
-    replica_chunk : int, default=32
-        Toys trained together as replicas of one batch.  Results do not
-        depend on it beyond float32 rounding (~1e-6 relative).
+    replica_chunk : int, default=64
+        Toys trained together as replicas of one batch (larger is faster, up
+        to memory).  Results depend on it only through float32 rounding,
+        which training amplifies to at most ~2e-4 relative on t in our tests
+        (p-values unchanged); the same chunk size gives identical results on
+        every back end.
     backend : {"batched", "processes", "dask"}, default="batched"
         Where chunks run: in this process, in local processes (``n_workers``)
         or on a Dask cluster (``scheduler``); see :mod:`sparker.backends`.
@@ -853,7 +833,7 @@ def test(
     n_expected: float | None = None,
     poisson: bool | None = None,
     aggregation: str = "minp",
-    replica_chunk: int = 32,
+    replica_chunk: int = 64,
     backend: str = "batched",
     scheduler=None,
     n_workers: int | None = None,

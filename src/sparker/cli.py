@@ -47,6 +47,7 @@ import numpy as np
 
 from . import __version__
 from .backends import BACKENDS
+from .baselines import BASELINES
 from .calibration import Calibration
 from .calibration import calibrate as calibrate_reference
 from .calibration import test as calibrated_test
@@ -482,8 +483,31 @@ def _add_test(parser: argparse.ArgumentParser) -> None:
     io_group.add_argument("--out", type=Path, metavar="DIR",
                           help="write DIR/result.json and DIR/model.npz instead of printing the JSON")
     io_group.add_argument("--force", action="store_true", help="overwrite existing files in --out")
+    io_group.add_argument("--method", default="sparker", choices=["sparker", *sorted(BASELINES)],
+                          help="test to run: SparKer (default) or a baseline with its own defaults "
+                               "(training flags apply to SparKer only)")
     _add_null_flags(parser, null=True)
     _add_training_flags(parser, lists=True)
+
+
+#: null-toy options a baseline accepts from the command line
+_BASELINE_OPTIONS = ("n_null", "seed", "null")
+
+
+def _run_baseline(args, arrays, settings, options):
+    if settings:
+        raise ValueError(f"--method: training flags ({', '.join(_flag(k) for k in settings)}) "
+                         f"apply to SparKer only, not to {args.method}")
+    if args.calibration is not None:
+        raise ValueError(f"--method: --calibration applies to SparKer only, not to {args.method}")
+    extra = sorted(set(options) - set(_BASELINE_OPTIONS))
+    if extra or arrays["reference_weight"] is not None or arrays["data_weight"] is not None:
+        flags = [_flag(k) for k in extra] + [f for f, k in (("--reference-weight", "reference_weight"),
+                                                          ("--data-weight", "data_weight"))
+                                             if arrays[k] is not None]
+        raise ValueError(f"--method: {', '.join(flags)} not supported by {args.method} on the command line")
+    kwargs = {k: v for k, v in options.items() if k in _BASELINE_OPTIONS}
+    return BASELINES[args.method](arrays["reference"], arrays["data"], **kwargs)
 
 
 def _run_test(args: argparse.Namespace) -> int:
@@ -491,7 +515,10 @@ def _run_test(args: argparse.Namespace) -> int:
     arrays, inputs = _read_inputs(args)
     settings, options = _settings(args), _null_options(args)
     start = time.perf_counter()
-    if args.calibration is not None:
+    if args.method != "sparker":
+        log.info("testing %s against %s with %s", args.data, args.reference, args.method)
+        result = _run_baseline(args, arrays, settings, options)
+    elif args.calibration is not None:
         cal = _load_calibration(args.calibration)
         _check_against_calibration(cal, options, settings, arrays["reference_weight"])
         inputs["calibration"] = {"file": os.fspath(args.calibration)}

@@ -76,7 +76,8 @@ class TrainResult:
     n_reseeded : ndarray of int, shape (B,)
         Kernels moved by re-seeding, per replica.
     converged : ndarray of bool, shape (B,)
-        Whether the loss changed by less than ``tol`` (relative to ``max(1, |L|)``)
+        Whether the loss changed by less than ``max(0.5, tol |L|)`` (0.5 in loss
+        units is one unit of t)
         over the last tenth of the epochs.
     """
 
@@ -132,41 +133,45 @@ def _chunk_terms(Xa, Ca, aT, r, dw, off, kp: int, sm: int, need_grad: bool):
 
 
 class _Kernels:
-    """Chooses between the eager chunk function and a torch.compile'd one.
+    """Chooses between eager hot-path functions and torch.compile'd ones.
 
     ``fused``: "eager", "compile" or "auto" (compile when the run is large
     enough for the one-off compilation to pay, falling back to eager if
-    compilation is unavailable).
+    compilation is unavailable).  ``get`` returns the chunk function of the
+    training step and the candidate-kernel function of re-seeding.
     """
 
-    _compiled = None  # shared compiled function (torch caches the code itself)
+    _compiled: dict = {}  # one compiled wrapper per function (torch caches the code itself)
 
     @classmethod
     def get(cls, fused: str, work: float):
         if fused not in ("auto", "eager", "compile"):
             raise ValueError(f"fused: expected 'auto', 'eager' or 'compile', got {fused!r}")
+        eager = (_chunk_terms, _candidate_block)
         if fused == "eager" or (fused == "auto" and work < _COMPILE_WORK):
-            return _chunk_terms
-        if cls._compiled is None:
-            cls._compiled = _CompiledTerms()
-        return cls._compiled
+            return eager
+        for fn in eager:
+            if fn.__name__ not in cls._compiled:
+                cls._compiled[fn.__name__] = _Compiled(fn)
+        return tuple(cls._compiled[fn.__name__] for fn in eager)
 
 
-class _CompiledTerms:
-    """torch.compile'd :func:`_chunk_terms`; falls back to eager for good on failure."""
+class _Compiled:
+    """torch.compile'd version of ``fn``; falls back to eager for good on failure."""
 
-    def __init__(self):
-        self.fn = torch.compile(_chunk_terms, dynamic=True)
+    def __init__(self, fn):
+        self.eager = fn
+        self.fn = torch.compile(fn, dynamic=True)
 
     def __call__(self, *args):
-        if self.fn is not _chunk_terms:
+        if self.fn is not self.eager:
             try:
                 return self.fn(*args)
             except Exception as exc:  # no compiler tool chain, unsupported platform
                 log.warning("torch.compile failed (%s: %s); using the eager trainer",
                             type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
-                self.fn = _chunk_terms
-        return _chunk_terms(*args)
+                self.fn = self.eager
+        return self.eager(*args)
 
 
 #: elements x epochs above which "auto" compiles the chunk function
@@ -236,39 +241,58 @@ def evaluate_loss(X, centres, amplitudes, sigma, ref_weight, data_weight, *, com
 def _kernel_gains(Xa, chunks, centres, amps, sigma, r, dw, off, comp):
     """Loss increase when each kernel is removed from its replica's ensemble.
 
-    Removing kernel i re-normalises the softmax over the others, so for the
-    softmax modes ``f_(-i) = (f - a_i phi_i) / (1 - s_i)`` (computed stably by
-    a masked logsumexp); for ``none`` it is ``f - a_i phi_i``.  A kernel that
+    Removing kernel i re-normalises the softmax over the others.  With the
+    per-point terms ``P_j = a_j e_j^(kp+sm) e^(kp m)`` (``e_j = exp(l_j - m)``,
+    ``m = max_j l_j``), ``f = sum_j P_j / S`` for the softmax modes
+    (``S = sum_j e_j``) and ``f = sum_j P_j`` for ``none``; without kernel i,
+    ``f_(-i) = (sum_j P_j - P_i) / (S - e_i)`` (resp. ``f - P_i``).  For the
+    kernel that owns the point (i = argmax), the sums over the others are taken
+    directly instead of by subtraction, so nothing cancels.  A kernel that
     duplicates a neighbour has a small gain: the neighbour takes over.
 
     Returns a float64 tensor of shape (B, M).
     """
     B, M, _ = centres.shape
-    Ca = augment_centres(centres.to(Xa.dtype), sigma)
-    a32 = amps.to(Xa.dtype)
-    gain = torch.zeros(B, M, dtype=torch.float64, device=Xa.device)
-    eye = torch.eye(M, dtype=torch.bool, device=Xa.device)
+    kp, sm = comp.k_power, comp.softmax
+    Ca = augment_centres(centres.transpose(0, 1).to(Xa.dtype), sigma)  # (d+2, M*B), kernel-major
+    aT = amps.T.to(Xa.dtype).contiguous()  # (M, B)
+    gain = torch.zeros(M, B, dtype=torch.float64, device=Xa.device)
     for lo, hi in chunks:
         n = hi - lo
-        l = (Xa[lo:hi] @ Ca).clamp_max_(0.0).view(n, B, M)
-        lse = torch.logsumexp(l, dim=-1, keepdim=True) if comp.needs_lse else None
-        f = (torch.exp(comp.log_gate(l, lse)) * a32).sum(-1)  # (n, B)
-        o = 0.0 if off is None else off[lo:hi]
-        base = (r[lo:hi] * torch.exp(f + o) - dw[lo:hi] * f).double()  # (n, B)
-        for i in range(M):
-            if M == 1:
-                f_i = torch.zeros_like(f)
-            else:
-                keep = ~eye[i]
-                lk = l[..., keep]  # (n, B, M-1)
-                lse_i = torch.logsumexp(lk, dim=-1, keepdim=True) if comp.needs_lse else None
-                f_i = (torch.exp(comp.log_gate(lk, lse_i)) * a32[:, keep]).sum(-1)
-            alt = (r[lo:hi] * torch.exp(f_i + o) - dw[lo:hi] * f_i).double()
-            gain[:, i] += (alt - base).sum(0)
-    return gain
+        l = (Xa[lo:hi] @ Ca).clamp_max_(0.0).view(n, M, B)
+        m, top = l.max(1, keepdim=True)  # (n, 1, B)
+        e = torch.exp(l - m)  # (n, M, B)
+        is_top = torch.zeros_like(e, dtype=torch.bool).scatter_(1, top, True)
+        P = aT * e.pow(kp + sm) * torch.exp(kp * m)  # (n, M, B)
+        num = P.sum(1, keepdim=True)  # (n, 1, B)
+        if sm:
+            S = e.sum(1, keepdim=True)
+            f = num / S
+            numer = torch.where(is_top, P.masked_fill(is_top, 0.0).sum(1, keepdim=True), num - P)
+            denom = torch.where(is_top, e.masked_fill(is_top, 0.0).sum(1, keepdim=True), S - e)
+            f_i = torch.where(denom > 0, numer / denom.clamp_min(1e-30), torch.zeros_like(numer))
+        else:
+            f = num
+            f_i = num - P
+        o = 0.0 if off is None else off[lo:hi].unsqueeze(1)
+        rr, dd = r[lo:hi].unsqueeze(1), dw[lo:hi].unsqueeze(1)  # (n, 1, B)
+        base = rr * torch.exp(f + o) - dd * f  # (n, 1, B)
+        alt = rr * torch.exp(f_i + o) - dd * f_i  # (n, M, B)
+        gain += (alt - base).double().sum(0)
+    return gain.T
 
 
-def _candidate_gains(Xa, chunks, cand_idx, Ca, a32, sigma, r, dw, off, comp):
+def _candidate_block(Xa, Cy, dw, expected):
+    """Kernel sums of one row block at the candidates: (n_cand, B) data and expected counts.
+
+    Xa: (n, d+2); Cy: (d+2, n_cand*B) candidate-major; dw, expected: (n, B).
+    """
+    n, B = dw.shape
+    k = torch.exp((Xa @ Cy).clamp_max(0.0)).view(n, -1, B)  # (n, n_cand, B)
+    return (k * dw.unsqueeze(1)).sum(0), (k * expected.unsqueeze(1)).sum(0)
+
+
+def _candidate_gains(Xa, chunks, cand_idx, Ca, a32, sigma, r, dw, off, comp, block=_candidate_block):
     """Poisson likelihood gain of a new kernel at each candidate point.
 
     For replica b and candidate y: ``n_D = sum_x d_b(x) k(x, y)`` and
@@ -295,9 +319,9 @@ def _candidate_gains(Xa, chunks, cand_idx, Ca, a32, sigma, r, dw, off, comp):
         expected = r[lo0:hi0] * torch.exp(f)  # (n, B)
         for lo in range(lo0, hi0, step):
             hi = min(hi0, lo + step)
-            k = torch.exp((Xa[lo:hi] @ Cy).clamp_max_(0.0)).view(hi - lo, n_cand, B)
-            nD += (k * dw[lo:hi].unsqueeze(1)).sum(0).double()  # (n_cand, B)
-            nR += (k * expected[lo - lo0:hi - lo0].unsqueeze(1)).sum(0).double()
+            d_sum, r_sum = block(Xa[lo:hi], Cy, dw[lo:hi], expected[lo - lo0:hi - lo0])
+            nD += d_sum.double()  # (n_cand, B)
+            nR += r_sum.double()
     nD, nR = nD.T, nR.T.clamp_min(1e-12)  # (B, n_cand)
     return nD * torch.log((nD / nR).clamp_min(1e-300)) - (nD - nR)
 
@@ -320,7 +344,8 @@ def candidate_rows(data_weight: torch.Tensor, n_cand: int) -> torch.Tensor:
     return torch.stack(out).to(data_weight.device)
 
 
-def _reseed(Xa, chunks, centres, amps, sigma, r, dw, off, comp, opt, cand_idx, margin):
+def _reseed(Xa, chunks, centres, amps, sigma, r, dw, off, comp, opt, cand_idx, margin,
+            block=_candidate_block):
     """Move each replica's least useful kernel to the largest unexplained excess.
 
     Like k-means implementations that re-seed empty clusters: if the best
@@ -331,7 +356,7 @@ def _reseed(Xa, chunks, centres, amps, sigma, r, dw, off, comp, opt, cand_idx, m
     B, M, _ = centres.shape
     kg = _kernel_gains(Xa, chunks, centres, amps, sigma, r, dw, off, comp)  # (B, M)
     Ca = augment_centres(centres.to(Xa.dtype), sigma)
-    cg = _candidate_gains(Xa, chunks, cand_idx, Ca, amps.to(Xa.dtype), sigma, r, dw, off, comp)
+    cg = _candidate_gains(Xa, chunks, cand_idx, Ca, amps.to(Xa.dtype), sigma, r, dw, off, comp, block)
     log.debug("reseed sigma=%.3f kernel gains %s candidate max %s", sigma, kg.cpu().numpy().round(2), cg.max(1).values.cpu().numpy().round(2))
     worst = kg.argmin(1)  # (B,)
     best = cg.argmax(1)  # (B,)
@@ -398,7 +423,7 @@ def train_replicas(
     reseed: bool = True,
     reseed_at=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
     reseed_margin: float = 1.0,
-    n_candidates: int = 256,
+    n_candidates: int = 128,
     offset: torch.Tensor | None = None,
     chunk_rows: int | None = None,
     record_every: int = 10,
@@ -479,7 +504,7 @@ def train_replicas(
     reseed_epochs = {int(round(q * epochs)) for q in reseed_at} if reseed and epochs else set()
     cand_idx = candidate_rows(dw, n_candidates) if reseed_epochs else None
     n_moved = np.zeros(B, dtype=np.int64)
-    fn = _Kernels.get(fused, float(N) * B * M * epochs)
+    fn, block = _Kernels.get(fused, float(N) * B * M * epochs)
 
     def record(e, sigma, loss_b):
         hist["epoch"].append(e)
@@ -492,7 +517,7 @@ def train_replicas(
         sigma = float(widths[e])
         if e in reseed_epochs:
             n_moved += _reseed(Xa, chunks, centres, amps, sigma, r, dw, off, comp, opt,
-                               cand_idx, reseed_margin)
+                               cand_idx, reseed_margin, block)
         loss, ga, gmu = _loss_and_grad(Xa, chunks, centres, amps, sigma, r, dw, off, comp, fn=fn)
         loss_np = loss.cpu().numpy()
         losses[e] = loss_np
@@ -513,7 +538,9 @@ def train_replicas(
         record(epochs, sigma, final)
     tail = losses[-max(2, epochs // 10):] if epochs else np.zeros((1, B))
     spread = tail.max(0) - tail.min(0)
-    converged = spread <= convergence_tol * np.maximum(1.0, np.abs(final))
+    # settled: the loss moved by less than 1% of its value, or by less than 0.5
+    # (one unit of t), over the last tenth of the epochs
+    converged = spread <= np.maximum(0.5, convergence_tol * np.abs(final))
     history = {k: np.asarray(v) for k, v in hist.items()}
     history["replicas"] = np.asarray(rec, dtype=np.int64)
     history["n_reseeded"] = n_moved[rec]
