@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 __all__ = [
+    "check_device",
     "check_array",
     "check_feature_names",
     "check_n_features",
@@ -365,3 +366,23 @@ def _check_finite(array: np.ndarray, *, name: str, what: str, where: str) -> Non
         f"{name}: contains {n_nan + n_inf} non-finite {what} ({n_nan} NaN, {n_inf} inf); "
         f"{where} {first}"
     )
+
+
+def check_device(device, *inputs) -> torch.device:
+    """The device to compute on: ``device`` if given, else the first input's, else the CPU.
+
+    ``inputs`` are devices returned by :func:`check_array` (None for non-tensor
+    inputs).  An unknown or unusable ``device`` (e.g. ``"cuda"`` without a GPU)
+    raises ValueError naming ``device`` before any work starts.
+    """
+    if device is not None:
+        try:
+            dev = torch.device(device)
+            torch.empty(0, device=dev)  # fails here, not mid-fit, if the device is unusable
+        except (RuntimeError, TypeError, ValueError, AssertionError) as exc:
+            raise ValueError(f"device: cannot use {device!r} ({type(exc).__name__}: {exc})") from None
+        return dev
+    for d in inputs:
+        if d is not None:
+            return d
+    return torch.device("cpu")

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from ._validation import check_array, check_n_features, check_weights
+from ._validation import check_array, check_device, check_n_features, check_weights
 from .backends import check_backend, get_backend, run_all
 from .config import TrainingConfig
 from .ensemble import fit_stack, resolve_widths
@@ -660,15 +660,6 @@ def _run_id(fp, configs, widths, seed, n_null, spec: NullSpec, ref_weight) -> st
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _device(device, *inputs) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    for d in inputs:
-        if d is not None:
-            return d
-    return torch.device("cpu")
-
-
 # ------------------------------------------------------------------ public API
 def calibrate(
     reference,
@@ -776,7 +767,7 @@ def calibrate(
     spec = NullSpec("resample", R.shape[0], int(n_data), n_expected, poisson)
     fp = _fingerprint(R, wr)
     problem = _ToyProblem(Rs.astype(np.float32), spec, wr, tuple(configs), tuple(widths), int(seed),
-                          str(_device(device, dev)))
+                          str(check_device(device, dev)))
     null = _run_toys(problem, n_null, replica_chunk=replica_chunk, backend=backend,
                      backend_options=_backend_options(scheduler, n_workers),
                      checkpoint=checkpoint, progress=progress,
@@ -905,7 +896,7 @@ def test(
     wr = check_weights(reference_weight, R.shape[0], name="reference_weight")
     wd = check_weights(data_weight, D.shape[0], name="data_weight")
     mode = resolve_null_mode(null, R.shape[0], D.shape[0])
-    device = _device(device, dev_r, dev_d)
+    device = check_device(device, dev_r, dev_d)
     if mode == "resample":
         cal = calibrate(
             R, D.shape[0], n_null=n_null, seed=seed, reference_weight=wr, n_expected=n_expected,

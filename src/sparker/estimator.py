@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from ._validation import check_array, check_feature_names, check_n_features, check_weights
+from ._validation import check_array, check_device, check_feature_names, check_n_features, check_weights
 from .config import LayerConfig, TrainingConfig
 from .ensemble import fit_stack, resolve_widths, stack_log_ratio
 from .io import read_archive, write_archive
@@ -68,20 +68,6 @@ class Standardizer:
 
     def inverse(self, Z: np.ndarray) -> np.ndarray:
         return Z * self.scale + self.mean
-
-
-def _resolve_device(device, *inputs) -> torch.device:
-    if device is not None:
-        try:
-            dev = torch.device(device)
-            torch.empty(0, device=dev)  # fails here, not mid-fit, if the device is unusable
-        except (RuntimeError, TypeError, ValueError, AssertionError) as exc:
-            raise ValueError(f"device: cannot use {device!r} ({type(exc).__name__}: {exc})") from None
-        return dev
-    for d in inputs:
-        if d is not None:
-            return d
-    return torch.device("cpu")
 
 
 def reference_weights(n_ref: int, n_data: float, reference_weight, n_expected, normalize: bool):
@@ -285,7 +271,7 @@ class SparKer:
             if not (math.isfinite(self.n_expected) and self.n_expected > 0):
                 raise ValueError(f"n_expected: must be a positive number, got {self.n_expected!r}")
         _check_seed(self.seed)
-        device = _resolve_device(self.device, dev_r, dev_d)
+        device = check_device(self.device, dev_r, dev_d)
 
         std = Standardizer.fit(R)
         Rs, Ds = std.transform(R), std.transform(D)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .._validation import check_array, check_n_features, check_weights
+from .._validation import check_array, check_device, check_n_features, check_weights
 from ..calibration import TestResult
 from ..estimator import Standardizer, reference_weights
 from ..nulls import NullSpec, resolve_null_mode, toy_weights
@@ -79,21 +79,6 @@ def as_float_list(value, *, name: str, check) -> list[float]:
     if not values:
         raise ValueError(f"{name}: an empty list of values")
     return [check(v, name=name) for v in values]
-
-
-def resolve_device(device, *inputs) -> torch.device:
-    """``device`` if given, else the first input's device, else the CPU."""
-    if device is not None:
-        try:
-            dev = torch.device(device)
-            torch.empty(0, device=dev)
-        except (RuntimeError, TypeError, ValueError, AssertionError) as exc:
-            raise ValueError(f"device: cannot use {device!r} ({type(exc).__name__}: {exc})") from None
-        return dev
-    for d in inputs:
-        if d is not None:
-            return d
-    return torch.device("cpu")
 
 
 # ------------------------------------------------------------------ the problem
@@ -196,7 +181,7 @@ def prepare(
     w = reference_weights(R.shape[0], float(D.shape[0]), wr, None, normalize=True)
     spec = NullSpec(mode, R.shape[0], D.shape[0])
     return TwoSample(std.transform(R), std.transform(D), w, wr, mode, spec, seed, std,
-                     resolve_device(device, dev_r, dev_d))
+                     check_device(device, dev_r, dev_d))
 
 
 # ------------------------------------------------------------------ results
