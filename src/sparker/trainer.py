@@ -238,28 +238,52 @@ def evaluate_loss(X, centres, amplitudes, sigma, ref_weight, data_weight, *, com
     return total.cpu().numpy()
 
 
-def _kernel_gains(Xa, chunks, centres, amps, sigma, r, dw, off, comp):
-    """Loss increase when each kernel is removed from its replica's ensemble.
+def _candidate_block(Xa, Cy, dw, expected):
+    """Kernel sums of one row block at the candidates: (n_cand, B) data and expected counts.
 
-    Removing kernel i re-normalises the softmax over the others.  With the
-    per-point terms ``P_j = a_j e_j^(kp+sm) e^(kp m)`` (``e_j = exp(l_j - m)``,
+    Xa: (n, d+2); Cy: (d+2, n_cand*B) candidate-major; dw, expected: (n, B).
+    """
+    n, B = dw.shape
+    k = torch.exp((Xa @ Cy).clamp_max(0.0)).view(n, -1, B)  # (n, n_cand, B)
+    return (k * dw.unsqueeze(1)).sum(0), (k * expected.unsqueeze(1)).sum(0)
+
+
+def _reseed_scores(Xa, chunks, centres, amps, sigma, r, dw, off, comp, cand_idx,
+                   block=_candidate_block):
+    """Kernel gains (B, M) and candidate gains (B, n_cand), in one pass over the pool.
+
+    *Kernel gain*: the loss increase when kernel i is removed from its
+    replica's ensemble, the softmax being re-normalised over the others.  With
+    the per-point terms ``P_j = a_j e_j^(kp+sm) e^(kp m)`` (``e_j = exp(l_j - m)``,
     ``m = max_j l_j``), ``f = sum_j P_j / S`` for the softmax modes
     (``S = sum_j e_j``) and ``f = sum_j P_j`` for ``none``; without kernel i,
     ``f_(-i) = (sum_j P_j - P_i) / (S - e_i)`` (resp. ``f - P_i``).  For the
-    kernel that owns the point (i = argmax), the sums over the others are taken
+    kernel that owns the point (i = argmax) the sums over the others are taken
     directly instead of by subtraction, so nothing cancels.  A kernel that
     duplicates a neighbour has a small gain: the neighbour takes over.
 
-    Returns a float64 tensor of shape (B, M).
+    *Candidate gain*: for replica b and candidate y, ``n_D = sum_x d_b(x) k(x, y)``
+    and ``n_R = sum_x r_b(x) e^{f_b(x)} k(x, y)`` (what the current model
+    already expects there); a kernel of amplitude ``log(n_D / n_R)`` at y
+    lowers the loss by about ``n_D log(n_D / n_R) - (n_D - n_R)``, for an
+    excess or a deficit alike.
+
+    Both are float64.
     """
     B, M, _ = centres.shape
     kp, sm = comp.k_power, comp.softmax
     Ca = augment_centres(centres.transpose(0, 1).to(Xa.dtype), sigma)  # (d+2, M*B), kernel-major
     aT = amps.T.to(Xa.dtype).contiguous()  # (M, B)
+    n_cand = cand_idx.shape[1]
+    Y = Xa[cand_idx.T.reshape(-1), :-2]  # (n_cand*B, d), candidate-major
+    Cy = augment_centres(Y.view(n_cand, B, -1), sigma)  # (d+2, n_cand*B)
     gain = torch.zeros(M, B, dtype=torch.float64, device=Xa.device)
-    for lo, hi in chunks:
-        n = hi - lo
-        l = (Xa[lo:hi] @ Ca).clamp_max_(0.0).view(n, M, B)
+    nD = torch.zeros(n_cand, B, dtype=torch.float64, device=Xa.device)
+    nR = torch.zeros_like(nD)
+    step = max(1, (1 << 21) // (n_cand * B))  # rows per candidate block: ~8 MB of kernels
+    for lo0, hi0 in chunks:
+        n = hi0 - lo0
+        l = (Xa[lo0:hi0] @ Ca).clamp_max_(0.0).view(n, M, B)
         m, top = l.max(1, keepdim=True)  # (n, 1, B)
         e = torch.exp(l - m)  # (n, M, B)
         is_top = torch.zeros_like(e, dtype=torch.bool).scatter_(1, top, True)
@@ -274,56 +298,20 @@ def _kernel_gains(Xa, chunks, centres, amps, sigma, r, dw, off, comp):
         else:
             f = num
             f_i = num - P
-        o = 0.0 if off is None else off[lo:hi].unsqueeze(1)
-        rr, dd = r[lo:hi].unsqueeze(1), dw[lo:hi].unsqueeze(1)  # (n, 1, B)
-        base = rr * torch.exp(f + o) - dd * f  # (n, 1, B)
+        o = 0.0 if off is None else off[lo0:hi0].unsqueeze(1)
+        rr, dd = r[lo0:hi0].unsqueeze(1), dw[lo0:hi0].unsqueeze(1)  # (n, 1, B)
+        ef = torch.exp(f + o)  # (n, 1, B)
+        base = rr * ef - dd * f  # (n, 1, B)
         alt = rr * torch.exp(f_i + o) - dd * f_i  # (n, M, B)
         gain += (alt - base).double().sum(0)
-    return gain.T
-
-
-def _candidate_block(Xa, Cy, dw, expected):
-    """Kernel sums of one row block at the candidates: (n_cand, B) data and expected counts.
-
-    Xa: (n, d+2); Cy: (d+2, n_cand*B) candidate-major; dw, expected: (n, B).
-    """
-    n, B = dw.shape
-    k = torch.exp((Xa @ Cy).clamp_max(0.0)).view(n, -1, B)  # (n, n_cand, B)
-    return (k * dw.unsqueeze(1)).sum(0), (k * expected.unsqueeze(1)).sum(0)
-
-
-def _candidate_gains(Xa, chunks, cand_idx, Ca, a32, sigma, r, dw, off, comp, block=_candidate_block):
-    """Poisson likelihood gain of a new kernel at each candidate point.
-
-    For replica b and candidate y: ``n_D = sum_x d_b(x) k(x, y)`` and
-    ``n_R = sum_x r_b(x) e^{f_b(x)} k(x, y)`` (what the current model already
-    expects there); a kernel of amplitude ``log(n_D / n_R)`` at y lowers the
-    loss by about ``n_D log(n_D / n_R) - (n_D - n_R)``, for an excess or a
-    deficit alike.
-
-    Returns a float64 tensor of shape (B, n_cand).
-    """
-    B, n_cand = cand_idx.shape
-    M = a32.shape[1]
-    Y = Xa[cand_idx.T.reshape(-1), :-2]  # (n_cand*B, d), candidate-major
-    Cy = augment_centres(Y.view(n_cand, B, -1), sigma)  # (d+2, n_cand*B)
-    nD = torch.zeros(n_cand, B, dtype=torch.float64, device=Xa.device)
-    nR = torch.zeros_like(nD)
-    step = max(1, (1 << 21) // (n_cand * B))  # rows per block: ~8 MB of candidate kernels
-    for lo0, hi0 in chunks:
-        l = (Xa[lo0:hi0] @ Ca).clamp_max_(0.0).view(hi0 - lo0, B, M)
-        lse = torch.logsumexp(l, dim=-1, keepdim=True) if comp.needs_lse else None
-        f = (torch.exp(comp.log_gate(l, lse)) * a32).sum(-1)  # (n, B)
-        if off is not None:
-            f = f + off[lo0:hi0]
-        expected = r[lo0:hi0] * torch.exp(f)  # (n, B)
+        expected = (rr * ef).squeeze(1)  # (n, B)
         for lo in range(lo0, hi0, step):
             hi = min(hi0, lo + step)
             d_sum, r_sum = block(Xa[lo:hi], Cy, dw[lo:hi], expected[lo - lo0:hi - lo0])
             nD += d_sum.double()  # (n_cand, B)
             nR += r_sum.double()
     nD, nR = nD.T, nR.T.clamp_min(1e-12)  # (B, n_cand)
-    return nD * torch.log((nD / nR).clamp_min(1e-300)) - (nD - nR)
+    return gain.T, nD * torch.log((nD / nR).clamp_min(1e-300)) - (nD - nR)
 
 
 def candidate_rows(data_weight: torch.Tensor, n_cand: int) -> torch.Tensor:
@@ -354,10 +342,10 @@ def _reseed(Xa, chunks, centres, amps, sigma, r, dw, off, comp, opt, cand_idx, m
     At most one kernel per replica moves per call.  Returns a (B,) 0/1 array.
     """
     B, M, _ = centres.shape
-    kg = _kernel_gains(Xa, chunks, centres, amps, sigma, r, dw, off, comp)  # (B, M)
-    Ca = augment_centres(centres.to(Xa.dtype), sigma)
-    cg = _candidate_gains(Xa, chunks, cand_idx, Ca, amps.to(Xa.dtype), sigma, r, dw, off, comp, block)
-    log.debug("reseed sigma=%.3f kernel gains %s candidate max %s", sigma, kg.cpu().numpy().round(2), cg.max(1).values.cpu().numpy().round(2))
+    kg, cg = _reseed_scores(Xa, chunks, centres, amps, sigma, r, dw, off, comp, cand_idx, block)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("reseed sigma=%.3f kernel gains %s best candidate gains %s", sigma,
+                  kg.cpu().numpy().round(2), cg.max(1).values.cpu().numpy().round(2))
     worst = kg.argmin(1)  # (B,)
     best = cg.argmax(1)  # (B,)
     moved = np.zeros(B, dtype=np.int64)
