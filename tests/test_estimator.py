@@ -550,3 +550,10 @@ def test_square2d_kernels_find_the_clumps(seed):
     dist = np.linalg.norm(truth["centres"][:, None, :] - m.centres_[None], axis=-1).min(1)  # (3,)
     assert np.sum(dist < 0.1) >= 2, dist
     assert m.statistic_ > 50.0
+
+
+def test_estimator_defaults_agree_with_training_config_defaults():
+    # the defaults live in two signatures (SparKer's and TrainingConfig's): they must not drift apart
+    from sparker.config import TrainingConfig
+
+    assert SparKer().training_config() == TrainingConfig()
