@@ -11,7 +11,7 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install -c constraints.txt -e '.[test,parquet]'
+	$(VENV)/bin/python -m pip install -c constraints.txt -e '.[test,parquet,plot]'
 	touch $(STAMP)
 
 demo: venv

@@ -24,7 +24,7 @@ runner), so adding one is one function pair and one dict entry.
 
 User errors (bad input, missing file, refused overwrite, bad flag) print one line
 ``sparker: error: <message>`` on stderr and exit with status 2; ``--debug`` adds the
-traceback.
+traceback. Any other exception (a bug) is also reported on one line, with status 1.
 """
 
 from __future__ import annotations
@@ -270,6 +270,18 @@ def _refuse_existing(paths: typing.Iterable[tuple[str, Path | None]], force: boo
             raise IsADirectoryError(f"{flag}: {path} is a directory, expected a file")
         if path.exists() and not force:
             raise FileExistsError(f"{flag}: {path} already exists; pass --force to replace it")
+        _check_writable_folder(flag, path.parent)
+
+
+def _check_writable_folder(flag: str, folder: Path) -> None:
+    """Fail before any work if ``folder`` can neither be written nor created."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(f"{flag}: cannot create {folder}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"{flag}: cannot write to {existing}: permission denied")
 
 
 def _result_files(folder: Path, force: bool) -> tuple[Path, Path]:
@@ -481,7 +493,8 @@ def _add_test(parser: argparse.ArgumentParser) -> None:
                           help="reuse a calibration written by 'sparker calibrate' (same reference, "
                                "data size and settings) instead of running null toys")
     io_group.add_argument("--out", type=Path, metavar="DIR",
-                          help="write DIR/result.json and DIR/model.npz instead of printing the JSON")
+                          help="write DIR/result.json, DIR/report.html (self-contained, figures "
+                               "embedded) and DIR/model.npz instead of printing the JSON")
     io_group.add_argument("--force", action="store_true", help="overwrite existing files in --out")
     io_group.add_argument("--method", default="sparker", choices=["sparker", *sorted(BASELINES)],
                           help="test to run: SparKer (default) or a baseline with its own defaults "
@@ -510,8 +523,18 @@ def _run_baseline(args, arrays, settings, options):
     return BASELINES[args.method](arrays["reference"], arrays["data"], **kwargs)
 
 
+def _report_files(folder: Path, force: bool) -> tuple[Path, Path, Path]:
+    """``folder/result.json``, ``folder/model.npz`` and ``folder/report.html``, refused up front."""
+    from .report import REPORT_FILE
+
+    result_path, model_path = _result_files(folder, force)
+    report_path = folder / REPORT_FILE
+    _refuse_existing([("--out", report_path)], force)
+    return result_path, model_path, report_path
+
+
 def _run_test(args: argparse.Namespace) -> int:
-    files = None if args.out is None else _result_files(args.out, args.force)
+    files = None if args.out is None else _report_files(args.out, args.force)
     arrays, inputs = _read_inputs(args)
     settings, options = _settings(args), _null_options(args)
     start = time.perf_counter()
@@ -540,11 +563,16 @@ def _run_test(args: argparse.Namespace) -> int:
     if files is None:
         _print_json(output)
         return 0
-    result_path, model_path = files
-    write_json(result_path, output, overwrite=args.force)
+    from .report import write_report
+
+    _, model_path, report_path = files
+    extra = {key: output[key] for key in ("inputs", "seconds", "sparker_version")}
+    write_report(args.out, result, reference=arrays["reference"], data=arrays["data"],
+                 reference_weight=arrays["reference_weight"], extra=extra, overwrite=args.force,
+                 title=f"SparKer test: {args.data.name} against {args.reference.name}")
     if result.model is not None:
         result.model.save(model_path, overwrite=args.force)
-    log.info("wrote %s", args.out)
+    log.info("wrote %s; report: %s", args.out, report_path)
     return 0
 
 
@@ -600,7 +628,7 @@ def _run_calibrate(args: argparse.Namespace) -> int:
 def _add_demo(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the scenario and the fit (default: 0)")
     parser.add_argument("--out", type=Path, default=Path("sparker-demo"), metavar="DIR",
-                        help="folder for result.json and model.npz (default: ./sparker-demo)")
+                        help="folder for report.html, result.json and model.npz (default: ./sparker-demo)")
     parser.add_argument("--force", action="store_true", help="overwrite existing result files")
 
 
@@ -628,33 +656,50 @@ def _demo_report(model: SparKer, reference, data, truth, comparison, seconds: fl
     params = truth["params"]
     n_clumps = len(truth["centres"])
     lines = [
-        f"SparKer demo: scenario {DEMO_SCENARIO} (seed {seed}), {len(reference)} reference points, "
-        f"{len(data)} data points of which {int(truth['is_anomaly'].sum())} in {n_clumps} clumps "
-        f"(std {params['clump_std']})",
+        (f"SparKer demo: scenario {DEMO_SCENARIO} (seed {seed}), {len(reference)} reference points, "
+         f"{len(data)} data points of which {int(truth['is_anomaly'].sum())} in {n_clumps} clumps "
+         f"(std {params['clump_std']})"),
         f"fitted {DEMO_KERNELS} kernels in {seconds:.1f} s: t = {model.statistic_:.2f}"
         + ("" if model.converged_ else " (loss not yet settled)"),
         "",
-        f"{'kernel':>6}  {'centre':<16}  {'amplitude':>9}  {'n_data':>8}  {'n_reference':>11}  "
-        f"{'log ratio':>9}",
+        (f"{'kernel':>6}  {'centre':<16}  {'amplitude':>9}  {'n_data':>8}  {'n_reference':>11}  "
+         f"{'log ratio':>9}  {'local Z':>7}  {'active':>6}"),
     ]
     for k, c in zip(model.kernels_, model.centres_):
         ratio = "-" if k["log_ratio"] is None else f"{k['log_ratio']:+.2f}"
+        z = "-" if k.get("local_z") is None else f"{k['local_z']:+.2f}"
         lines.append(f"{k['kernel']:>6}  {_fmt_point(c):<16}  {k['amplitude']:>+9.2f}  "
-                     f"{k['n_data']:>8.1f}  {k['n_reference']:>11.1f}  {ratio:>9}")
+                     f"{k['n_data']:>8.1f}  {k['n_reference']:>11.1f}  {ratio:>9}  {z:>7}  "
+                     f"{'yes' if k.get('active') else 'no':>6}")
     lines += ["", f"{'true clump':<16}  {'nearest kernel':>14}  {'distance':>8}"]
     for row in comparison:
         lines.append(f"{_fmt_point(row['clump']):<16}  {row['nearest_kernel']:>14}  {row['distance']:>8.3f}")
     n_found = sum(row["found"] for row in comparison)
+    active = [i for i, k in enumerate(model.kernels_) if k.get("active")]
+    on_clump = _active_on_clumps(model, np.asarray(truth["centres"]))
     lines += [
         "",
         f"{n_found} of {n_clumps} clumps have a kernel within {DEMO_TOLERANCE}",
+        (f"{len(active)} active kernels (|local Z| >= 3); {sum(on_clump.values())} of them within "
+         f"{DEMO_TOLERANCE} of a clump; {int(model.flag(data).sum())} data points flagged"),
         "higher log ratio = more anomalous; t is not a p-value until calibrated on null samples",
     ]
     return "\n".join(lines)
 
 
+def _active_on_clumps(model: SparKer, true_centres: np.ndarray) -> dict[int, bool]:
+    """Active kernel -> whether its centre lies within the demo tolerance of a true clump."""
+    centres = model.centres_
+    return {
+        i: bool(np.linalg.norm(true_centres - centres[i], axis=1).min() <= DEMO_TOLERANCE)
+        for i, k in enumerate(model.kernels_) if k.get("active")
+    }
+
+
 def _run_demo(args: argparse.Namespace) -> int:
-    result_path, model_path = _result_files(args.out, args.force)
+    from .report import write_report
+
+    result_path, model_path, report_path = _report_files(args.out, args.force)
 
     reference, data, truth = make(DEMO_SCENARIO, seed=args.seed)
     model = SparKer(n_kernels=DEMO_KERNELS, seed=args.seed)
@@ -663,8 +708,8 @@ def _run_demo(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     comparison = _nearest_kernels(model.centres_, np.asarray(truth["centres"]), model.amplitudes_)
 
-    result = model.to_dict()
-    result.update({
+    on_clump = _active_on_clumps(model, np.asarray(truth["centres"]))
+    extra = {
         "scenario": DEMO_SCENARIO,
         "scenario_seed": args.seed,
         "scenario_params": truth["params"],
@@ -674,14 +719,102 @@ def _run_demo(args: argparse.Namespace) -> int:
             "tolerance": DEMO_TOLERANCE,
             "nearest_kernels": comparison,
             "n_found": sum(row["found"] for row in comparison),
+            "n_active": len(on_clump),
+            "n_active_on_clumps": sum(on_clump.values()),
         },
         "fit_seconds": seconds,
         "sparker_version": __version__,
-    })
+    }
     print(_demo_report(model, reference, data, truth, comparison, seconds, args.seed))
-    write_json(result_path, result, overwrite=args.force)
+    write_report(args.out, model=model, reference=reference, data=data, extra=extra, overwrite=args.force,
+                 title=f"SparKer demo: {DEMO_SCENARIO}, seed {args.seed}")
     model.save(model_path, overwrite=args.force)
-    print(f"\nwrote {result_path} and {model_path}")
+    print(f"\nwrote {result_path} and {model_path}\nreport: {report_path}")
+    return 0
+
+
+# --------------------------------------------------------------------- bench
+def _param(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with VALUE read as JSON when it parses (numbers, lists), else a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _fractions(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one fraction")
+    return values
+
+
+def _add_bench(parser: argparse.ArgumentParser) -> None:
+    from .bench import CI_SIZES, MODES, STATISTICS
+
+    parser.add_argument("study", choices=["power"], help="what to measure (power: power against "
+                        "signal fraction, every method, one scenario)")
+    parser.add_argument("--scenario", required=True, choices=sorted(CI_SIZES), help="scenario to draw")
+    parser.add_argument("--methods", default="sparker,nplm_kernel,mmd_agg,c2st",
+                        help=f"comma-separated methods among {','.join(STATISTICS)} "
+                        "(default: %(default)s)")
+    parser.add_argument("--fractions", type=_fractions, default=[0.0, 0.005, 0.01, 0.02],
+                        help="comma-separated signal fractions (default: 0,0.005,0.01,0.02)")
+    parser.add_argument("--n-toys", type=_positive_int, default=30, metavar="N",
+                        help="draws per method and fraction (default: %(default)s)")
+    parser.add_argument("--n-null-draws", type=_positive_int, metavar="N",
+                        help="draws of the null version (default: --n-toys)")
+    parser.add_argument("--mode", choices=MODES, default="statistic",
+                        help="statistic: thresholds from null draws, one fit per draw; calibrated: "
+                        "a full calibrated test per draw (default: %(default)s)")
+    parser.add_argument("--n-null", type=_positive_int, default=19, metavar="N",
+                        help="toys per calibrated test (--mode calibrated; default: %(default)s)")
+    parser.add_argument("--alpha", type=float, default=0.05, help="test level (default: %(default)s)")
+    parser.add_argument("--sizes", choices=["ci", "default"], default="ci",
+                        help="scenario sizes: small presets or the generator's defaults")
+    parser.add_argument("--param", type=_param, action="append", default=[], metavar="KEY=VALUE",
+                        help="scenario parameter (repeatable), e.g. --param d=1024")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the study (default: 0)")
+    parser.add_argument("--backend", choices=sorted(BACKENDS), default="batched",
+                        help="where draws run (default: in this process)")
+    parser.add_argument("--n-workers", type=_positive_int, metavar="N",
+                        help="worker processes for --backend processes")
+    parser.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler address, for --backend dask")
+    parser.add_argument("--threads", type=_positive_int, metavar="N", help="torch threads per draw")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction,
+                        help="progress bar on stderr (default: when stderr is a terminal)")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="write power.json, power.csv and power.png here (default: JSON on stdout)")
+    parser.add_argument("--force", action="store_true", help="overwrite existing files in --out")
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from .bench import format_summary, power_study, write_study
+
+    if args.out is not None and not args.force:
+        _refuse_existing([("--out", args.out / name) for name in ("power.json", "power.csv", "power.png")],
+                         False)
+    options = {}
+    if args.backend == "processes" and args.n_workers is not None:
+        options["n_workers"] = args.n_workers
+    if args.backend == "dask":
+        options["scheduler"] = args.scheduler
+    study = power_study(args.scenario, methods=args.methods, fractions=args.fractions, n_toys=args.n_toys,
+                        n_null_draws=args.n_null_draws, mode=args.mode, n_null=args.n_null,
+                        alpha=args.alpha, sizes=args.sizes, params=dict(args.param), seed=args.seed,
+                        backend=args.backend, threads=args.threads, progress=_progress(args), **options)
+    if args.out is None:
+        _print_json(study.to_dict())
+        return 0
+    paths = write_study(study, args.out, overwrite=args.force)
+    print(format_summary(study))
+    print("wrote " + ", ".join(paths.values()))
     return 0
 
 
@@ -700,6 +833,9 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None],
     "calibrate": ("run the null toys of a reference once and save them, for many "
                   "'sparker test --calibration' runs",
                   _add_calibrate, _run_calibrate),
+    "bench": ("benchmark studies: 'sparker bench power --scenario S' measures the power of SparKer "
+              "and the baselines against the signal fraction",
+              _add_bench, _run_bench),
 }
 
 
@@ -765,6 +901,13 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # noqa: BLE001 (a bug, not a user error: still one line unless --debug)
+        if args.debug:
+            traceback.print_exc()
+        message = " ".join(str(error).split())
+        print(f"{PROG}: internal error: {type(error).__name__}{': ' + message if message else ''} "
+              "(rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
     finally:
         package_log.removeHandler(handler)
         package_log.setLevel(level)

@@ -34,21 +34,45 @@ from . import __version__
 from ._validation import check_array, check_device, check_feature_names, check_n_features, check_weights
 from .config import LayerConfig, TrainingConfig
 from .ensemble import fit_stack, resolve_widths, stack_log_ratio
+from .interpret import (
+    ACTIVE_AMPLITUDE_FRACTION,
+    ACTIVE_MIN_ZSCORE,
+    MIN_EXCESS_FRACTION,
+    Explanation,
+    active_kernels,
+    find_duplicates,
+    flag_threshold,
+    poisson_zscore,
+    significance_priority,
+)
 from .io import read_archive, write_archive
-from .kernels import COMPETITIONS, evaluate, get_competition
+from .kernels import COMPETITIONS, evaluate, get_competition, log_kernels
 from .schedules import SCHEDULES
-from .trainer import TrainResult
+from .trainer import MIN_WIDTH, TrainResult
 
 __all__ = ["SparKer", "FORMAT_VERSION", "Standardizer"]
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+#: Number of the fitted data's highest-scoring points kept for :meth:`SparKer.top_points`.
+_TOP_STORED = 100
 _FORMAT_NAME = "sparker-model"
 
 
+#: Standardised values are clipped to [-Z_MAX, Z_MAX].  A reference never reaches it
+#: (|z| <= sqrt(n_reference - 1)); a data point that far out is far from every
+#: kernel either way, and the bound keeps ||x||^2 / sigma^2 finite in float32.
+Z_MAX = 1e6
+
+
 class Standardizer:
-    """Per-feature affine map fitted on the reference (constant features: scale 1)."""
+    """Per-feature affine map fitted on the reference (constant features: scale 1).
+
+    Values anywhere in the float64 range are handled: moments that overflow are
+    recomputed on the features divided by their largest magnitude, and
+    standardised values are clipped to ``[-Z_MAX, Z_MAX]`` (with a warning).
+    """
 
     def __init__(self, mean: np.ndarray, scale: np.ndarray):
         self.mean = np.asarray(mean, dtype=np.float64)
@@ -56,18 +80,42 @@ class Standardizer:
 
     @classmethod
     def fit(cls, X: np.ndarray, weight: np.ndarray | None = None) -> "Standardizer":
-        mean = np.average(X, axis=0, weights=weight)
-        var = np.average((X - mean) ** 2, axis=0, weights=weight)
-        scale = np.sqrt(var)
-        tiny = scale <= 1e-12 * np.maximum(1.0, np.abs(mean))
+        with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+            mean = np.average(X, axis=0, weights=weight)
+            scale = np.sqrt(np.average((X - mean) ** 2, axis=0, weights=weight))
+        top = np.abs(X).max(axis=0, initial=0.0)
+        extreme = (top > 0) & ((top < 1e-100) | (top > 1e100))
+        if extreme.any():
+            # magnitudes where squares underflow or sums overflow: moments of X / max|X|,
+            # scaled back (columns of ordinary magnitude keep the plain formula)
+            Y = X[:, extreme] / top[extreme]
+            mean_y = np.average(Y, axis=0, weights=weight)
+            mean[extreme] = mean_y * top[extreme]
+            scale[extreme] = np.sqrt(np.average((Y - mean_y) ** 2, axis=0, weights=weight)) * top[extreme]
+        # constant: no spread beyond float rounding of the mean (relative, so that a
+        # feature measured on a 1e-13 scale, e.g. lifetimes in seconds, is kept)
+        tiny = (scale < np.finfo(np.float64).tiny) | (scale <= 1e-12 * np.abs(mean))
         scale[tiny] = 1.0
         return cls(mean, scale)
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        return (X - self.mean) / self.scale
+        with np.errstate(over="ignore", invalid="ignore"):
+            Z = (X - self.mean) / self.scale
+            bad = ~np.isfinite(Z)
+            if bad.any():  # X - mean overflowed (values near the float64 limits)
+                Z = np.where(bad, X / self.scale - self.mean / self.scale, Z)
+        far = np.abs(Z) > Z_MAX
+        if far.any():
+            log.warning("%d value(s) lie beyond %g reference standard deviations from the reference "
+                        "mean and were clipped to it", int(far.sum()), Z_MAX)
+            Z = np.clip(Z, -Z_MAX, Z_MAX)
+        return Z
 
     def inverse(self, Z: np.ndarray) -> np.ndarray:
-        return Z * self.scale + self.mean
+        with np.errstate(over="ignore"):
+            X = Z * self.scale + self.mean
+        big = np.finfo(np.float64).max  # a centre beyond the float64 range is reported at its edge
+        return X if np.isfinite(X).all() else np.clip(X, -big, big)
 
 
 def reference_weights(n_ref: int, n_data: float, reference_weight, n_expected, normalize: bool):
@@ -144,7 +192,8 @@ class SparKer:
     statistic_ : float
         Test statistic ``t = -2 L[f_hat]`` (float64).
     kernels_ : list of dict
-        Per-kernel summary, in original units (see :meth:`kernel_summary`).
+        Per-kernel summary, in original units: soft counts, local Z, active flag,
+        duplicates (see :meth:`kernels_frame` and :mod:`sparker.interpret`).
     history_ : dict
         Training trajectory: ``epoch``, ``sigma``, ``loss``, ``centres``
         (original units, shape (R, M, n_features)), ``amplitudes``; for a
@@ -281,6 +330,8 @@ class SparKer:
 
         wd = np.ones(D.shape[0]) if wd is None else wd
         w = reference_weights(R.shape[0], wd.sum(), wr, self.n_expected, normalize_reference)
+        _check_weight_range(wd, name="data_weight")
+        _check_weight_range(w, name="reference_weight" if wr is not None else "n_expected")
         X = torch.as_tensor(np.concatenate([Rs, Ds]), dtype=torch.float32, device=device)
         r = torch.zeros(X.shape[0], 1, dtype=torch.float32, device=device)
         dw = torch.zeros_like(r)
@@ -288,6 +339,7 @@ class SparKer:
         dw[R.shape[0]:, 0] = torch.as_tensor(wd, dtype=torch.float32)
 
         fit = fit_stack(X, r, dw, cfg, widths, [init_seed])
+        _check_finite_fit(float(fit.statistic[0]), fit.layers)
         self._set_fitted(std, names, cfg, fit.layers, R.shape[1])
         self.statistic_ = float(fit.statistic[0])
         self.converged_ = bool(fit.converged[0])
@@ -296,6 +348,7 @@ class SparKer:
                         "consider more epochs")
         # per-kernel soft counts need the samples: computed once here
         self.kernels_ = self._kernel_table(Rs, Ds, w, wd)
+        self._fit_top_ = self._top_candidates(D, Ds)
         self.history_ = self._history(fit.layers)
         return self
 
@@ -363,26 +416,189 @@ class SparKer:
         ]
 
     def _kernel_table(self, Rs, Ds, w, wd) -> list[dict]:
+        """Per-kernel summary rows; the columns are defined in :mod:`sparker.interpret`.
+
+        ``Rs``, ``Ds`` are the standardised samples, ``w``, ``wd`` their weights.
+        """
         names = self.feature_names_in_ or [f"x{j}" for j in range(self.n_features_in_)]
-        rows = []
         gates_r, gates_d = self._gates(Rs), self._gates(Ds)
-        for k, L in enumerate(self.layers_):
-            centres = self.standardizer_.inverse(L["centres"].numpy())
-            n_d = wd @ gates_d[k]  # (M,)
-            n_r = w @ gates_r[k]
-            for i in range(len(centres)):
-                rows.append({
-                    "layer": k,
-                    "kernel": i,
-                    "centre": dict(zip(names, centres[i].tolist())),
-                    "amplitude": float(L["amplitudes"][i]),
-                    "width": float(L["sigma"]),
-                    "width_original": dict(zip(names, (L["sigma"] * self.standardizer_.scale).tolist())),
-                    "n_data": float(n_d[i]),
-                    "n_reference": float(n_r[i]),
-                    "log_ratio": float(math.log(n_d[i] / n_r[i])) if n_d[i] > 0 and n_r[i] > 0 else None,
-                })
+        n_d = np.maximum(np.concatenate([wd @ g for g in gates_d]), 0.0)  # (M_total,)
+        n_r = np.maximum(np.concatenate([w @ g for g in gates_r]), 0.0)  # (M_total,)
+        layer = np.concatenate([np.full(len(L["amplitudes"]), k) for k, L in enumerate(self.layers_)])
+        widths = np.array([self.layers_[k]["sigma"] for k in layer])  # (M_total,)
+        amplitudes = np.concatenate([L["amplitudes"].numpy() for L in self.layers_]).astype(np.float64)
+        centres_std = np.concatenate([L["centres"].numpy() for L in self.layers_]).astype(np.float64)
+        centres = self.standardizer_.inverse(centres_std)  # (M_total, d), original units
+        a_max = float(self.config_.a_max)
+        z = poisson_zscore(n_d, n_r)
+        duplicate_of = find_duplicates(centres_std, widths, np.sign(amplitudes), layer,
+                                       significance_priority(amplitudes, z, a_max))
+        active = active_kernels(amplitudes, z, duplicate_of, a_max)
+        rows = []
+        for g in range(len(amplitudes)):
+            k = int(layer[g])
+            rows.append({
+                "index": g,
+                "layer": k,
+                "kernel": g - int(np.flatnonzero(layer == k)[0]),
+                "centre": dict(zip(names, centres[g].tolist())),
+                "amplitude": float(amplitudes[g]),
+                "width": float(widths[g]),
+                "width_original": dict(zip(names, (widths[g] * self.standardizer_.scale).tolist())),
+                "n_data": float(n_d[g]),
+                "n_reference": float(n_r[g]),
+                "log_ratio": float(math.log(n_d[g] / n_r[g])) if n_d[g] > 0 and n_r[g] > 0 else None,
+                "local_z": float(z[g]) if math.isfinite(z[g]) else None,
+                "active": bool(active[g]),
+                "duplicate_of": None if duplicate_of[g] < 0 else int(duplicate_of[g]),
+            })
         return rows
+
+    def _top_candidates(self, D: np.ndarray, Ds: np.ndarray) -> dict:
+        """Rows and coordinates (original units) of the fitted data's highest ``f``, for :meth:`top_points`."""
+        f = stack_log_ratio(torch.as_tensor(Ds, dtype=torch.float64), self._as_layers(),
+                            self.config_.competition)[:, 0].numpy()
+        order = np.argsort(-f, kind="stable")[:_TOP_STORED]
+        return {"index": order, "points": np.array(D[order], dtype=np.float64)}
+
+    def kernels_frame(self, *, min_zscore: float | None = None, amplitude_fraction: float | None = None):
+        """The per-kernel summary ``kernels_`` as a pandas DataFrame, one row per kernel.
+
+        Parameters
+        ----------
+        min_zscore, amplitude_fraction : float, optional
+            Recompute the ``active`` column with these thresholds instead of the
+            defaults of :mod:`sparker.interpret` (``ACTIVE_MIN_ZSCORE = 3``,
+            ``ACTIVE_AMPLITUDE_FRACTION = 0.05``).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by the kernel's global number (``index``, layer by layer), with
+            columns ``layer``, ``kernel``, one ``centre[<feature>]`` column per feature
+            (original units, feature names kept), ``amplitude``, ``width`` (standardised
+            units), ``n_data``, ``n_reference``, ``log_ratio``, ``local_z``, ``active`` and
+            ``duplicate_of`` (nullable integer).  Inactive kernels are included.
+
+        Notes
+        -----
+        ``local_z`` is a local significance, not corrected for the look-elsewhere effect
+        (see :mod:`sparker.interpret`).
+        """
+        import pandas as pd
+
+        self._check_fitted()
+        rows = []
+        for g, row in enumerate(self.kernels_):
+            out = {"index": row.get("index", g), "layer": row["layer"], "kernel": row["kernel"]}
+            out.update({f"centre[{name}]": v for name, v in row["centre"].items()})
+            for key in ("amplitude", "width", "n_data", "n_reference", "log_ratio", "local_z"):
+                value = row.get(key)
+                out[key] = np.nan if value is None else float(value)
+            out["active"] = bool(row.get("active", False))
+            out["duplicate_of"] = row.get("duplicate_of")
+            rows.append(out)
+        frame = pd.DataFrame(rows).set_index("index")
+        frame["duplicate_of"] = pd.array(frame["duplicate_of"].tolist(), dtype="Int64")
+        if min_zscore is not None or amplitude_fraction is not None:
+            dup = frame["duplicate_of"].fillna(-1).to_numpy(dtype=np.int64)
+            frame["active"] = active_kernels(
+                frame["amplitude"].to_numpy(), frame["local_z"].to_numpy(), dup, float(self.config_.a_max),
+                min_zscore=ACTIVE_MIN_ZSCORE if min_zscore is None else min_zscore,
+                amplitude_fraction=ACTIVE_AMPLITUDE_FRACTION if amplitude_fraction is None else amplitude_fraction,
+            )
+        return frame
+
+    def explain(self, X, *, min_excess_fraction: float = MIN_EXCESS_FRACTION) -> Explanation:
+        """Per-point explanation: ``f(x)``, owning kernel, each kernel's share, flag.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        min_excess_fraction : float, default=0.5
+            A point is flagged when ``1 - exp(-f(x))`` exceeds this (``f > log 2`` by
+            default) and its owner's region is an active kernel (see
+            :mod:`sparker.interpret`).
+
+        Returns
+        -------
+        Explanation
+            ``log_ratio`` (n_samples,), ``owner`` and ``region`` (n_samples,) kernel
+            indices (rows of ``kernels_``), ``contributions`` (n_samples, n_kernels) with
+            ``f_i(x) = a_i phi_i(x)`` summing to ``f(x)``, ``flagged`` (n_samples,).
+        """
+        self._check_fitted()
+        threshold = flag_threshold(min_excess_fraction)
+        Z = torch.as_tensor(self._standardised(X), dtype=torch.float64)
+        comp = get_competition(self.config_.competition)
+        shares, owner_scores = [], []
+        for L in self.layers_:
+            l = log_kernels(Z, L["centres"].to(torch.float64), L["sigma"])  # (n, M_l)
+            lse = torch.logsumexp(l, dim=1, keepdim=True)  # (n, 1)
+            phi = torch.exp(comp.log_gate(l, lse))  # (n, M_l)
+            shares.append((phi * L["amplitudes"].to(torch.float64)).numpy())
+            owner_scores.append((2.0 * l - lse).numpy())  # log(s_i k_i)
+        contributions = np.concatenate(shares, axis=1)  # (n, M_total)
+        owner = np.argmax(np.concatenate(owner_scores, axis=1), axis=1)  # (n,)
+        duplicate_of = np.array([-1 if k.get("duplicate_of") is None else k["duplicate_of"]
+                                 for k in self.kernels_], dtype=np.int64)
+        active = np.array([bool(k.get("active", False)) for k in self.kernels_])
+        region = np.where(duplicate_of[owner] >= 0, duplicate_of[owner], owner)
+        f = contributions.sum(axis=1)
+        return Explanation(log_ratio=f, owner=owner, region=region, contributions=contributions,
+                           flagged=(f > threshold) & active[region], threshold=threshold)
+
+    def flag(self, X, *, min_excess_fraction: float = MIN_EXCESS_FRACTION) -> np.ndarray:
+        """Which points are anomalous by the documented rule (see :meth:`explain`).
+
+        Returns
+        -------
+        ndarray of shape (n_samples,), bool
+        """
+        return self.explain(X, min_excess_fraction=min_excess_fraction).flagged
+
+    def top_points(self, k: int = 10, X=None, *, min_excess_fraction: float = MIN_EXCESS_FRACTION):
+        """The ``k`` most anomalous points (highest ``f``), of the fitted data or of ``X``.
+
+        Parameters
+        ----------
+        k : int, default=10
+            How many points; at most 100 for the fitted data (the fit keeps only those).
+        X : array-like of shape (n_samples, n_features), optional
+            Points to rank; default: the data the model was fitted on.
+        min_excess_fraction : float, default=0.5
+            Flagging rule (see :meth:`explain`).
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``k`` rows (fewer if fewer points), highest ``f`` first; columns ``row`` (row
+            of the fitted data or of ``X``), ``log_ratio``, ``owner``, ``region``,
+            ``flagged`` and one column per feature (original units).
+        """
+        import pandas as pd
+
+        self._check_fitted()
+        if not _is_int(k) or k < 1:
+            raise ValueError(f"k: must be a positive integer, got {k!r}")
+        if X is None:
+            stored = getattr(self, "_fit_top_", None)
+            if stored is None:
+                raise ValueError("X: a loaded model does not keep the fitted data's top points; "
+                                 "pass the data as X")
+            if k > len(stored["index"]) and len(stored["index"]) == _TOP_STORED:
+                raise ValueError(f"k: the fit keeps the top {_TOP_STORED} data points; pass X for more")
+            rows, points = stored["index"][:k], stored["points"][:k]
+            ex = self.explain(points, min_excess_fraction=min_excess_fraction)
+        else:
+            points, _, _ = check_array(X, name="X")
+            ex = self.explain(X, min_excess_fraction=min_excess_fraction)
+            rows = np.argsort(-ex.log_ratio, kind="stable")[:k]
+            points, ex = points[rows], _take(ex, rows)
+        names = self.feature_names_in_ or [f"x{j}" for j in range(self.n_features_in_)]
+        frame = pd.DataFrame({"row": rows, "log_ratio": ex.log_ratio, "owner": ex.owner,
+                              "region": ex.region, "flagged": ex.flagged})
+        return pd.concat([frame, pd.DataFrame(points, columns=list(names))], axis=1)
 
     @property
     def centres_(self) -> np.ndarray:
@@ -480,7 +696,8 @@ class SparKer:
             model.history_ = dict(per_layer[0])
             if len(per_layer) > 1:
                 model.history_["layers"] = per_layer
-        except (KeyError, TypeError, ValueError) as exc:
+            _check_loaded(model)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as exc:
             raise ValueError(f"path: {path} is an incomplete or inconsistent SparKer model ({exc})") from None
         validate_config(cfg)
         return model
@@ -497,6 +714,78 @@ class SparKer:
             "seed": self.seed,
             "kernels": self.kernels_,
         }
+
+
+def _take(ex: Explanation, rows: np.ndarray) -> Explanation:
+    """The explanation of a subset of the points."""
+    return Explanation(log_ratio=ex.log_ratio[rows], owner=ex.owner[rows], region=ex.region[rows],
+                       contributions=ex.contributions[rows], flagged=ex.flagged[rows],
+                       threshold=ex.threshold)
+
+
+#: Largest accepted ``a_max``: with ``|f| <= a_max`` (one layer, softmax gates), exp(f)
+#: and its sums over many points stay finite in float32.
+A_MAX_LIMIT = 50.0
+
+#: Per-point weights are used in float32: positive ones must lie in this range so that
+#: neither they nor ``w exp(f)`` (``|f| <= a_max``) underflow or overflow.
+WEIGHT_RANGE = (1e-30, 1e9)
+
+
+def _check_loaded(model: SparKer) -> None:
+    """Shapes, types and finiteness of a model read from a file (ValueError if wrong)."""
+    n = model.n_features_in_
+    if n < 1:
+        raise ValueError(f"n_features_in is {n}")
+    names = model.feature_names_in_
+    if names is not None and not (isinstance(names, list) and len(names) == n
+                                  and all(isinstance(x, str) for x in names)):
+        raise ValueError("feature_names_in is not a list of one name per feature")
+    std = model.standardizer_
+    for key, value in (("mean", std.mean), ("scale", std.scale)):
+        if value.shape != (n,) or not np.isfinite(value).all():
+            raise ValueError(f"{key} is not {n} finite numbers")
+    if not (std.scale > 0).all():
+        raise ValueError("scale has entries <= 0")
+    if len(model.layers_) != len(model.config_.layer_configs()):
+        raise ValueError("the number of layers differs from the configuration")
+    for k, layer in enumerate(model.layers_):
+        c, a, s = layer["centres"], layer["amplitudes"], layer["sigma"]
+        if not (c.is_floating_point() and a.is_floating_point()):
+            raise ValueError(f"layer {k} has non-float centres or amplitudes")
+        if c.ndim != 2 or c.shape[0] < 1 or c.shape[1] != n or a.shape != (c.shape[0],):
+            raise ValueError(f"layer {k} has centres of shape {tuple(c.shape)} and amplitudes of "
+                             f"shape {tuple(a.shape)} for {n} features")
+        if not (torch.isfinite(c).all() and torch.isfinite(a).all() and math.isfinite(s) and s > 0):
+            raise ValueError(f"layer {k} has non-finite parameters or a width <= 0")
+    if not math.isfinite(model.statistic_):
+        raise ValueError("the statistic is not finite")
+
+
+def _check_weight_range(w: np.ndarray, *, name: str) -> None:
+    """Raise ValueError naming ``name`` if a positive weight leaves :data:`WEIGHT_RANGE`."""
+    positive = w[w > 0]
+    if positive.size == 0:
+        return
+    lo, hi = float(positive.min()), float(positive.max())
+    if not (WEIGHT_RANGE[0] <= lo and hi <= WEIGHT_RANGE[1]):
+        raise ValueError(
+            f"{name}: per-point weights must lie in [{WEIGHT_RANGE[0]:g}, {WEIGHT_RANGE[1]:g}] for "
+            f"float32 training, got weights from {lo:.3g} to {hi:.3g}; rescale them"
+        )
+
+
+def _check_finite_fit(statistic: float, layers) -> None:
+    """Refuse a fit whose statistic or parameters are not finite (never a silent NaN)."""
+    params_ok = all(
+        bool(torch.isfinite(layer.centres).all()) and bool(torch.isfinite(layer.amplitudes).all())
+        for layer in layers
+    )
+    if not (math.isfinite(statistic) and params_ok):
+        raise ValueError(
+            f"statistic: training diverged to a non-finite value (t = {statistic}); try a smaller "
+            "lr_amplitudes, lr_centres or a_max, or check reference_weight, data_weight and n_expected"
+        )
 
 
 def _is_real(v) -> bool:
@@ -562,6 +851,9 @@ def validate_config(cfg: TrainingConfig) -> None:
             v = getattr(layer, name)
             if v is not None and not (_is_real(v) and math.isfinite(v) and v > 0):
                 raise ValueError(f"{name}: must be a positive finite width, got {v!r}")
+            if v is not None and v < MIN_WIDTH:
+                raise ValueError(f"{name}: must be at least {MIN_WIDTH:g} (the float32 resolution of "
+                                 f"standardised features), got {v!r}")
         for name in ("sigma_start_quantile", "sigma_end_quantile"):
             v = getattr(layer, name)
             if not (_is_real(v) and 0.0 < v < 1.0):
@@ -572,6 +864,9 @@ def validate_config(cfg: TrainingConfig) -> None:
         v = getattr(cfg, name)
         if not (_is_real(v) and math.isfinite(v) and v > 0):
             raise ValueError(f"{name}: must be a positive number, got {v!r}")
+    if cfg.a_max > A_MAX_LIMIT:
+        raise ValueError(f"a_max: must be at most {A_MAX_LIMIT:g} so that exp(f) stays finite in "
+                         f"float32, got {cfg.a_max!r}")
     if not (_is_real(cfg.l1) and math.isfinite(cfg.l1) and cfg.l1 >= 0):
         raise ValueError(f"l1: must be >= 0, got {cfg.l1!r}")
     if not isinstance(cfg.reseed, (bool, np.bool_)):
