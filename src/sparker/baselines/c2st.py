@@ -48,7 +48,7 @@ import numpy as np
 from ..calibration import TestResult
 from . import _common as C
 
-__all__ = ["C2ST_STATISTICS", "c2st"]
+__all__ = ["C2ST_STATISTICS", "c2st", "c2st_statistic"]
 
 
 def _llr(g: np.ndarray, r: np.ndarray, d: np.ndarray) -> float:
@@ -111,6 +111,44 @@ def _fit_one(X, r, d, seed_seq, stat, fraction, options):
     return C2ST_STATISTICS[stat](g, w * (y == 0), w * (y == 1)), clf
 
 
+def _setup(reference, data, n_null, seed, null, reference_weight, statistic, test_fraction, max_iter,
+           learning_rate, max_leaf_nodes, early_stopping, classifier_options):
+    """Validated problem, classifier options and held-out fraction of :func:`c2st`."""
+    problem = C.prepare(reference, data, n_null=n_null, seed=seed, null=null,
+                        reference_weight=reference_weight, min_data=2, method="c2st")
+    C.check_choice(statistic, C2ST_STATISTICS, name="statistic")
+    fraction = C.check_quantile(test_fraction, name="test_fraction")
+    options = {"max_iter": C.check_positive_int(max_iter, name="max_iter"),
+               "learning_rate": C.check_positive_float(learning_rate, name="learning_rate"),
+               "max_leaf_nodes": C.check_positive_int(max_leaf_nodes, name="max_leaf_nodes"),
+               "early_stopping": bool(early_stopping)}
+    if classifier_options is not None:
+        if not isinstance(classifier_options, dict) or "random_state" in classifier_options:
+            raise ValueError("classifier_options: a dict of HistGradientBoostingClassifier options "
+                             "(random_state comes from seed)")
+        options.update(classifier_options)
+    if problem.n_data < 2 or problem.n_reference < 2:
+        raise ValueError("data: the held-out split needs at least 2 points in each sample")
+    return problem, options, fraction
+
+
+def c2st_statistic(reference, data, *, seed: int = 0, statistic: str = "llr", test_fraction: float = 0.5,
+                   max_iter: int = 100, learning_rate: float = 0.1, max_leaf_nodes: int = 31,
+                   early_stopping: bool = True, classifier_options: dict | None = None) -> float:
+    """The observed statistic of :func:`c2st` alone (no toys), for power studies.
+
+    Same arguments and the same value as ``c2st(...).statistic`` with the same seed.
+    """
+    problem, options, fraction = _setup(reference, data, 1, seed, "auto", None, statistic, test_fraction,
+                                        max_iter, learning_rate, max_leaf_nodes, early_stopping,
+                                        classifier_options)
+    edges = _bin_edges(problem.reference, np.random.default_rng(C.seq(problem.seed, C.WIDTH_KEY)))
+    X_obs, r_obs, d_obs = problem.observed()
+    t, _ = _fit_one(_bin(X_obs, edges), r_obs, d_obs, C.seq(problem.seed, C.OBS_KEY), statistic, fraction,
+                    options)
+    return float(t)
+
+
 def c2st(
     reference,
     data,
@@ -160,22 +198,9 @@ def c2st(
     TestResult
         ``model`` is the classifier of the observed fit; ``chi2`` is None.
     """
-    problem = C.prepare(reference, data, n_null=n_null, seed=seed, null=null,
-                        reference_weight=reference_weight, min_data=2, method="c2st")
-    C.check_choice(statistic, C2ST_STATISTICS, name="statistic")
-    fraction = C.check_quantile(test_fraction, name="test_fraction")
-    options = {"max_iter": C.check_positive_int(max_iter, name="max_iter"),
-               "learning_rate": C.check_positive_float(learning_rate, name="learning_rate"),
-               "max_leaf_nodes": C.check_positive_int(max_leaf_nodes, name="max_leaf_nodes"),
-               "early_stopping": bool(early_stopping)}
-    if classifier_options is not None:
-        if not isinstance(classifier_options, dict) or "random_state" in classifier_options:
-            raise ValueError("classifier_options: a dict of HistGradientBoostingClassifier options "
-                             "(random_state comes from seed)")
-        options.update(classifier_options)
-    if problem.n_data < 2 or problem.n_reference < 2:
-        raise ValueError("data: the held-out split needs at least 2 points in each sample")
-
+    problem, options, fraction = _setup(reference, data, n_null, seed, null, reference_weight, statistic,
+                                        test_fraction, max_iter, learning_rate, max_leaf_nodes,
+                                        early_stopping, classifier_options)
     edges = _bin_edges(problem.reference, np.random.default_rng(C.seq(problem.seed, C.WIDTH_KEY)))
     X_obs, r_obs, d_obs = problem.observed()
     X_obs = _bin(X_obs, edges)

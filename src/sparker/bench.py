@@ -1,0 +1,508 @@
+r"""Power study: detection power of SparKer and the baselines on the scenarios.
+
+For one scenario, every method and every signal fraction ``f`` (the share of
+anomalous points in the data; ``f = 0`` is the null version), the study makes
+``n_toys`` independent scenario draws (reference *and* data redrawn, seeds from
+``SeedSequence(seed, spawn_key=(fraction index, draw))``) and computes the
+method's statistic on each.  Two ways to turn statistics into power:
+
+``mode="statistic"`` (default, one fit per draw)
+    The null distribution of each method's statistic is its values on the
+    ``f = 0`` draws; the power at level ``alpha`` is the share of signal draws
+    whose statistic lies above the empirical ``1 - alpha`` threshold of the
+    null draws (:func:`sparker.stats.power`), and the significance of a draw
+    is ``Z = Phi^-1(1 - p)`` with ``p`` its empirical p-value against the null
+    draws (median and 16/84 % quantiles reported).  This is the convention of
+    the NPLM literature; it measures what the statistic can see, with a null
+    that is exact by construction (fresh draws of the null scenario).
+``mode="calibrated"`` (``n_null + 1`` fits per draw)
+    Every draw runs the method's full calibrated test (``n_null`` resample or
+    permutation toys from the draw's own reference, as a user would) and the
+    power is the share of draws with ``p <= alpha``.  At ``f = 0`` this is the
+    type-I error of the procedure, compared with the 99 % Clopper-Pearson
+    interval of ``alpha``.
+
+Every method runs with its one default configuration on every scenario (no
+per-scenario tuning).  Draws are independent tasks, run through the
+calibration back ends (:mod:`sparker.backends`), so ``backend="processes"`` or a
+Dask cluster spreads them over cores or machines; the numbers do not depend
+on the back end.
+
+Scenario sizes: ``sizes="ci"`` uses the small presets of :data:`CI_SIZES`
+(minutes on two cores), ``sizes="default"`` the generators' own defaults;
+``params`` overrides either.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io as _io
+import json
+import logging
+import math
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+import scipy.stats as st
+
+from . import backends
+from .io import atomic_write_text, write_json
+from .stats import binomial_interval, empirical_pvalue, power
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CI_SIZES", "SIGNAL_PARAMETERS", "STATISTICS", "TESTS", "PowerStudy", "power_study",
+           "plot_power"]
+
+
+# ------------------------------------------------------------------ scenarios
+def _per_clump(f: float, p: dict) -> dict:
+    n_clumps = len(p.get("centres", ((0, 0),) * 3))
+    return {"n_per_clump": int(round(f * p.get("n_background", 2_000) / n_clumps))}
+
+
+#: scenario -> (signal fraction, scenario parameters) -> the parameters that set it
+SIGNAL_PARAMETERS: dict[str, Callable[[float, dict], dict]] = {
+    "square2d": _per_clump,
+    "expo1d": lambda f, p: {"n_signal": int(round(f * p.get("n_background", 2_000)))},
+    "gauss_highd": lambda f, p: {"eps": f},
+    "digits_novelty": lambda f, p: {"eps": f},
+    "shuttle_intrusion": lambda f, p: {"eps": f},
+    "genval": lambda f, p: {"fraction": f},
+    "text_novelty": lambda f, p: {"eps": f},
+}
+
+#: small sizes for the power study on a 2-core machine (the generators' defaults are larger)
+CI_SIZES: dict[str, dict] = {
+    "square2d": {"n_reference": 10_000, "n_background": 1_000},
+    "expo1d": {"n_reference": 20_000, "n_background": 2_000},
+    "gauss_highd": {"n_reference": 10_000, "n_data": 1_000, "d": 64},
+    "digits_novelty": {"n_data": 300},
+    "shuttle_intrusion": {"n_reference": 10_000, "n_data": 1_000},
+    "genval": {"n_data": 1_000},
+    "text_novelty": {"n_reference": 1_000, "n_data": 300},
+}
+
+
+# ------------------------------------------------------------------ methods
+def _sparker_statistic(reference, data, seed):
+    from .estimator import SparKer
+
+    return SparKer(seed=seed).fit(reference, data).statistic_
+
+
+def _baseline_statistic(name: str, **options):
+    def statistic(reference, data, seed):
+        from . import baselines
+
+        return baselines.BASELINES[name](reference, data, seed=seed, **options).statistic
+
+    statistic.__name__ = f"{name}_statistic"
+    return statistic
+
+
+def _c2st_statistic(reference, data, seed):
+    from .baselines.c2st import c2st_statistic
+
+    return c2st_statistic(reference, data, seed=seed)
+
+
+#: method -> ``(reference, data, seed) -> t``, the observed statistic only.  The
+#: baselines without a statistic-only path run one permutation toy besides
+#: (``nplm_kernel`` re-solves on the observed basis, ``mmd`` adds one column to
+#: the kernel pass); ``mmd_agg`` studentises by its permutations, so it keeps 200.
+STATISTICS: dict[str, Callable] = {
+    "sparker": _sparker_statistic,
+    "nplm_kernel": _baseline_statistic("nplm_kernel", n_null=1, null="permutation"),
+    "mmd": _baseline_statistic("mmd", n_null=1),
+    "mmd_agg": _baseline_statistic("mmd_agg", n_null=200),
+    "c2st": _c2st_statistic,
+}
+
+
+def _test(name: str):
+    def run(reference, data, seed, n_null):
+        if name == "sparker":
+            from .calibration import test
+        else:
+            from .baselines import BASELINES
+
+            test = BASELINES[name]
+        res = test(reference, data, n_null=n_null, seed=seed)
+        return res.statistic, res.pvalue
+
+    return run
+
+
+#: method -> ``(reference, data, seed, n_null) -> (t, p)``, the calibrated test
+TESTS: dict[str, Callable] = {name: _test(name) for name in STATISTICS}
+
+MODES = ("statistic", "calibrated")
+
+
+# ------------------------------------------------------------------ one draw
+def _draw(shared: dict, method: str, fraction: float, scenario_seed: int, method_seed: int):
+    """One task: make the draw, run the method; (t, p, seconds of the method alone)."""
+    import torch
+
+    from .scenarios import make
+
+    if shared["threads"]:
+        torch.set_num_threads(shared["threads"])
+    params = {**shared["params"], **SIGNAL_PARAMETERS[shared["scenario"]](fraction, shared["params"])}
+    reference, data, _ = make(shared["scenario"], seed=scenario_seed, **params)
+    start = time.perf_counter()
+    if shared["mode"] == "statistic":
+        t, p = STATISTICS[method](reference, data, method_seed), math.nan
+    else:
+        t, p = TESTS[method](reference, data, method_seed, shared["n_null"])
+    return float(t), float(p), time.perf_counter() - start
+
+
+def _seeds(seed: int, i_fraction: int, n: int) -> list[tuple[int, int]]:
+    out = []
+    for j in range(n):
+        ss = np.random.SeedSequence(seed, spawn_key=(i_fraction, j))
+        a, b = ss.generate_state(2)
+        out.append((int(a), int(b) & 0x7FFFFFFF))
+    return out
+
+
+# ------------------------------------------------------------------ result
+@dataclasses.dataclass(frozen=True)
+class PowerStudy:
+    """What :func:`power_study` returns.
+
+    Attributes
+    ----------
+    scenario, mode : str
+    params : dict
+        Scenario parameters (without the signal parameter).
+    alpha : float
+    fractions : list of float
+    methods : list of str
+    statistics : dict
+        ``statistics[method][i]`` is the (n_toys,) array of statistics at ``fractions[i]``.
+    pvalues : dict
+        Same shape; calibrated p-values (NaN in ``statistic`` mode).
+    seconds : dict
+        Same shape; wall time of the method on each draw (scenario generation excluded).
+    rows : list of dict
+        One row per (method, fraction): ``power``, ``ci_low``, ``ci_high``
+        (Clopper-Pearson, 68 %), ``median_z``, ``z16``, ``z84`` and
+        ``seconds_per_draw``; in ``calibrated`` mode at ``fraction == 0``
+        also ``type1_ok`` (inside the 99 % interval of ``alpha``).
+    settings : dict
+        Seed, number of toys, ``n_null``, back end.
+    """
+
+    scenario: str
+    mode: str
+    params: dict
+    alpha: float
+    fractions: list
+    methods: list
+    statistics: dict
+    pvalues: dict
+    seconds: dict
+    rows: list
+    settings: dict
+
+    def to_dict(self) -> dict:
+        return {
+            "scenario": self.scenario, "mode": self.mode, "params": self.params, "alpha": self.alpha,
+            "fractions": list(self.fractions), "methods": list(self.methods), "rows": self.rows,
+            "settings": self.settings,
+            "statistics": {m: [v.tolist() for v in s] for m, s in self.statistics.items()},
+            "pvalues": {m: [[None if math.isnan(x) else x for x in v.tolist()] for v in s]
+                        for m, s in self.pvalues.items()},
+            "seconds": {m: [v.tolist() for v in s] for m, s in self.seconds.items()},
+        }
+
+    def to_csv(self) -> str:
+        fields = ["scenario", "method", "fraction", "n_toys", "power", "ci_low", "ci_high",
+                  "median_z", "z16", "z84", "seconds_per_draw", "type1_ok"]
+        buf = _io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        for row in self.rows:
+            writer.writerow({"scenario": self.scenario, **row})
+        return buf.getvalue()
+
+    def table(self) -> str:
+        """A Markdown table of the rows."""
+        lines = ["| method | fraction | power (68% CI) | median Z [16%, 84%] | s/draw |",
+                 "| --- | --- | --- | --- | --- |"]
+        for r in self.rows:
+            if r["power"] is None:
+                pw = "(null draws: thresholds)"
+            else:
+                mark = "" if r.get("type1_ok", True) else " (outside the 99% interval of alpha)"
+                pw = f"{r['power']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]{mark}"
+            z = "-" if r["median_z"] is None else \
+                f"{_fmt_z(r['median_z'])} [{_fmt_z(r['z16'])}, {_fmt_z(r['z84'])}]"
+            lines.append(f"| {r['method']} | {r['fraction']:g} | {pw} | {z} | {r['seconds_per_draw']:.2f} |")
+        return "\n".join(lines)
+
+
+def _fmt_z(z) -> str:
+    if z is None:
+        return "-"
+    return f"{z:.2f}" if math.isfinite(z) else ("inf" if z > 0 else "-inf")
+
+
+def _empirical_z(null: np.ndarray, alt: np.ndarray) -> tuple[float, float, float]:
+    """Median, 16 % and 84 % quantiles of Phi^-1(1 - p) of ``alt`` against ``null`` draws."""
+    z = st.norm.isf(np.asarray(empirical_pvalue(alt, null), dtype=np.float64))
+    q50, q16, q84 = np.quantile(z, [0.5, 0.16, 0.84], method="inverted_cdf")
+    return float(q50), float(q16), float(q84)
+
+
+def _rows(methods, fractions, stats, pvals, secs, mode, alpha) -> list[dict]:
+    rows = []
+    null_index = fractions.index(0.0) if 0.0 in fractions else None
+    for m in methods:
+        for i, f in enumerate(fractions):
+            t, p = stats[m][i], pvals[m][i]
+            row = {"method": m, "fraction": f, "n_toys": int(t.shape[0]),
+                   "seconds_per_draw": float(np.mean(secs[m][i]))}
+            if mode == "calibrated":
+                k = int(np.sum(p <= alpha))
+                lo, hi = binomial_interval(k, t.shape[0], level=0.6827)
+                row.update(power=k / t.shape[0], ci_low=float(lo), ci_high=float(hi))
+                if f == 0.0:
+                    lo99, hi99 = binomial_interval(round(alpha * t.shape[0]), t.shape[0], level=0.99)
+                    row["type1_ok"] = bool(lo99 <= k / t.shape[0] <= hi99)
+            elif null_index is not None and i != null_index:
+                pw = power(stats[m][null_index], t, alpha)
+                row.update(power=float(pw.power[0]), ci_low=float(pw.ci_low[0]), ci_high=float(pw.ci_high[0]))
+            else:  # the null draws themselves define the thresholds: no power to report
+                row.update(power=None, ci_low=None, ci_high=None)
+            if null_index is not None and i != null_index:
+                row["median_z"], row["z16"], row["z84"] = _empirical_z(stats[m][null_index], t)
+            else:
+                row["median_z"] = row["z16"] = row["z84"] = None
+            rows.append(row)
+    return rows
+
+
+# ------------------------------------------------------------------ the study
+def _check_study(scenario, methods, fractions, n_toys, n_null_draws, mode, alpha, n_null):
+    from .scenarios import SCENARIOS
+
+    if scenario not in SCENARIOS:
+        raise ValueError(f"scenario: unknown scenario {scenario!r}; choose one of {sorted(SCENARIOS)}")
+    if isinstance(methods, str):
+        methods = [m for m in methods.split(",") if m]
+    methods = list(methods)
+    if not methods:
+        raise ValueError("methods: give at least one method")
+    for m in methods:
+        if m not in STATISTICS:
+            raise ValueError(f"methods: unknown method {m!r}; choose from {sorted(STATISTICS)}")
+    if len(set(methods)) != len(methods):
+        raise ValueError(f"methods: a method is listed twice in {methods}")
+    try:
+        fractions = sorted({float(f) for f in fractions})
+    except (TypeError, ValueError):
+        raise ValueError(f"fractions: expected numbers in [0, 1], got {fractions!r}") from None
+    if not fractions or any(not (0.0 <= f <= 1.0) for f in fractions):
+        raise ValueError(f"fractions: expected numbers in [0, 1], got {fractions!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
+    if mode == "statistic" and 0.0 not in fractions:
+        fractions = [0.0, *fractions]  # the null draws set the thresholds
+    for name, v in (("n_toys", n_toys), ("n_null", n_null)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name}: must be a positive integer, got {v!r}")
+    if n_null_draws is not None and (isinstance(n_null_draws, bool) or not isinstance(n_null_draws, (int, np.integer))
+                                     or n_null_draws < 2):
+        raise ValueError(f"n_null_draws: must be an integer >= 2, got {n_null_draws!r}")
+    if not (isinstance(alpha, (int, float)) and 0.0 < alpha < 1.0):
+        raise ValueError(f"alpha: must be in (0, 1), got {alpha!r}")
+    if mode == "calibrated" and (n_null + 1) * alpha < 1:
+        raise ValueError(f"n_null: {n_null} toys cannot reach p <= alpha={alpha}; need at least "
+                         f"{math.ceil(1 / alpha) - 1}")
+    return methods, fractions
+
+
+def power_study(
+    scenario: str,
+    methods: Sequence[str] = ("sparker", "nplm_kernel", "mmd_agg", "c2st"),
+    fractions: Sequence[float] = (0.0, 0.005, 0.01, 0.02),
+    *,
+    n_toys: int = 30,
+    n_null_draws: int | None = None,
+    mode: str = "statistic",
+    n_null: int = 19,
+    alpha: float = 0.05,
+    sizes: str = "ci",
+    params: dict | None = None,
+    seed: int = 0,
+    backend: str = "batched",
+    threads: int | None = None,
+    progress: bool = False,
+    **backend_options,
+) -> PowerStudy:
+    """Power of each method against the signal fraction on one scenario.
+
+    Parameters
+    ----------
+    scenario : str
+        A name of :data:`sparker.scenarios.SCENARIOS`.
+    methods : sequence of str or str
+        Names of :data:`STATISTICS` (comma-separated string accepted).
+    fractions : sequence of float
+        Signal fractions in [0, 1]; 0 (the null version) is added in ``statistic`` mode.
+    n_toys : int
+        Draws per method and signal fraction.
+    n_null_draws : int, optional
+        Draws at fraction 0 (default ``n_toys``); more null draws resolve smaller levels.
+    mode : {"statistic", "calibrated"}
+        See the module notes.
+    n_null : int
+        Toys of each calibrated test (``calibrated`` mode).
+    alpha : float
+        Test level.
+    sizes : {"ci", "default"}
+        Scenario size preset (:data:`CI_SIZES`) or the generator's defaults.
+    params : dict, optional
+        Further scenario parameters (override the preset; not the signal parameter).
+    seed : int
+        Seed of the whole study.
+    backend : str
+        ``batched`` (in this process), ``processes`` or ``dask``; see :mod:`sparker.backends`.
+    threads : int, optional
+        torch threads inside each task (default: leave as is; ``processes`` workers use 1).
+    progress : bool
+        tqdm progress bar.
+    **backend_options
+        ``n_workers`` / ``threads_per_worker`` (processes) or ``scheduler`` (dask).
+
+    Returns
+    -------
+    PowerStudy
+    """
+    methods, fractions = _check_study(scenario, methods, fractions, n_toys, n_null_draws, mode, alpha, n_null)
+    if sizes not in ("ci", "default"):
+        raise ValueError(f"sizes: expected 'ci' or 'default', got {sizes!r}")
+    base = dict(CI_SIZES.get(scenario, {})) if sizes == "ci" else {}
+    if params:
+        if not isinstance(params, dict):
+            raise TypeError(f"params: expected a dict, got {type(params).__name__}")
+        base.update(params)
+    signal_keys = set(SIGNAL_PARAMETERS[scenario](0.0, base))
+    clash = sorted(signal_keys & set(base))
+    if clash:
+        raise ValueError(f"params: {clash[0]!r} is set by the signal fraction; use fractions instead")
+    backend_impl = backends.get_backend(backend, **backend_options)
+    shared = {"scenario": scenario, "params": base, "mode": mode, "n_null": int(n_null),
+              "threads": threads}
+
+    tasks = []
+    for i, f in enumerate(fractions):
+        n = (n_null_draws or n_toys) if f == 0.0 else n_toys
+        for j, (s_scen, s_method) in enumerate(_seeds(seed, i, n)):
+            for m in methods:
+                tasks.append((m, f, s_scen, s_method))
+    index = {}
+    for m in methods:
+        for i, f in enumerate(fractions):
+            index[(m, f)] = []
+    for k, (m, f, *_rest) in enumerate(tasks):
+        index[(m, f)].append(k)
+    out = np.full((len(tasks), 3), np.nan)
+    bar = None
+    if progress:
+        try:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(tasks), desc=f"power {scenario}", unit="draw")
+        except ImportError:
+            log.info("progress: install tqdm for progress bars")
+
+    def on_result(k, value):
+        out[k] = value
+        if bar is not None:
+            bar.update(1)
+
+    start = time.perf_counter()
+    try:
+        backends.run_all(backend_impl, _draw, shared, tasks, on_result)
+    finally:
+        if bar is not None:
+            bar.close()
+    stats = {m: [out[index[(m, f)], 0] for f in fractions] for m in methods}
+    pvals = {m: [out[index[(m, f)], 1] for f in fractions] for m in methods}
+    secs = {m: [out[index[(m, f)], 2] for f in fractions] for m in methods}
+    for m in methods:
+        for i, f in enumerate(fractions):
+            if not np.all(np.isfinite(stats[m][i])):
+                raise FloatingPointError(f"{m}: non-finite statistics at fraction {f}")
+    rows = _rows(methods, fractions, stats, pvals, secs, mode, float(alpha))
+    settings = {"seed": int(seed), "n_toys": int(n_toys), "n_null_draws": int(n_null_draws or n_toys),
+                "n_null": int(n_null) if mode == "calibrated" else None, "backend": backend,
+                "sizes": sizes, "wall_seconds": time.perf_counter() - start}
+    return PowerStudy(scenario, mode, base, float(alpha), fractions, methods, stats, pvals, secs, rows,
+                      settings)
+
+
+# ------------------------------------------------------------------ outputs
+def plot_power(study: PowerStudy, path) -> None:
+    """Power and median Z against the signal fraction, one line per method (PNG at ``path``)."""
+    from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
+
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    ax_p, ax_z = fig.subplots(1, 2)
+    for m in study.methods:
+        rows = [r for r in study.rows if r["method"] == m and r["power"] is not None]
+        f = np.array([r["fraction"] for r in rows])
+        pw = np.array([r["power"] for r in rows])
+        err = np.array([[r["power"] - r["ci_low"] for r in rows], [r["ci_high"] - r["power"] for r in rows]])
+        ax_p.errorbar(f, pw, yerr=err, marker="o", capsize=3, label=m)
+        zr = [r for r in rows if r["median_z"] is not None]
+        if zr:
+            fz = np.array([r["fraction"] for r in zr])
+            z = np.array([r["median_z"] for r in zr], dtype=float)
+            lo = np.array([r["z16"] for r in zr], dtype=float)
+            hi = np.array([r["z84"] for r in zr], dtype=float)
+            cap = np.nanmax(np.where(np.isfinite(hi), hi, np.nan)) if np.isfinite(hi).any() else 5.0
+            ax_z.plot(fz, np.clip(z, -1, cap), marker="o", label=m)
+            ax_z.fill_between(fz, np.clip(lo, -1, cap), np.clip(hi, -1, cap), alpha=0.15)
+    ax_p.axhline(study.alpha, color="grey", lw=0.8, ls=":")
+    ax_p.set(xlabel="signal fraction", ylabel=f"power at alpha = {study.alpha:g}", ylim=(-0.02, 1.02),
+             title=f"{study.scenario} ({study.mode})")
+    ax_z.set(xlabel="signal fraction", ylabel="median Z (16-84 % band)", title="significance")
+    ax_p.legend()
+    fig.savefig(path, dpi=110)
+
+
+def write_study(study: PowerStudy, folder, *, overwrite: bool = False) -> dict:
+    """Write ``power.json``, ``power.csv`` and (with matplotlib) ``power.png`` into ``folder``."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"json": folder / "power.json", "csv": folder / "power.csv", "png": folder / "power.png"}
+    if not overwrite:
+        for p in paths.values():
+            if p.exists():
+                raise FileExistsError(f"out: {p} exists; pass --force (overwrite=True) to replace it")
+    write_json(paths["json"], study.to_dict(), overwrite=True)
+    atomic_write_text(paths["csv"], study.to_csv(), overwrite=True)
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        log.info("plot: install matplotlib for power.png")
+        del paths["png"]
+    else:
+        plot_power(study, paths["png"])
+    return {k: str(v) for k, v in paths.items()}
+
+
+def format_summary(study: PowerStudy) -> str:
+    head = (f"{study.scenario}: mode={study.mode}, alpha={study.alpha:g}, n_toys={study.settings['n_toys']}, "
+            f"params={json.dumps(study.params)}")
+    return head + "\n" + study.table()
