@@ -244,7 +244,10 @@ class _Checkpoint:
         if os.path.exists(self.path):
             self._load()
         else:
-            self._write()  # a bad path fails now, not after the first chunk
+            try:
+                self._write()  # a bad path fails now, not after the first chunk
+            except OSError as exc:
+                raise type(exc)(f"checkpoint: cannot write {self.path}: {exc}") from exc
 
     @staticmethod
     def read(path) -> tuple[dict, np.ndarray, np.ndarray]:
@@ -323,6 +326,12 @@ def _run_toys(problem: _ToyProblem, n_null: int, *, replica_chunk: int, backend:
         k, ids = tasks[i]
         values = np.asarray(values, dtype=np.float64)
         assert values.shape == (len(ids),), "a chunk returned the wrong number of statistics"
+        bad = ~np.isfinite(values)
+        if bad.any():  # never a silent NaN in the null distribution (finished toys stay saved)
+            raise ValueError(
+                f"statistic: null toy {ids[int(np.argmax(bad))]} (configuration {k}) diverged to a "
+                f"non-finite value; try a smaller lr_amplitudes, lr_centres or a_max"
+            )
         ck.record(k, ids, values)
         if bar is not None:
             bar.update(len(ids))
@@ -530,6 +539,8 @@ class Calibration:
                 for w, c in zip(widths, configs)
             ):
                 raise ValueError("widths do not match the configurations")
+            if not all(math.isfinite(x) and x > 0 for w in widths for p in w for x in p):
+                raise ValueError("widths must be positive and finite")
             null = np.asarray(arrays["null"], dtype=np.float64)
             if null.ndim != 2 or null.shape[1] != len(configs) or null.shape[0] < 1 \
                     or not np.isfinite(null).all():
@@ -553,8 +564,12 @@ class Calibration:
             )
             if cal.n_data < 1 or cal.n_features < 1 or cal.seed < 0 or not cal.data_tolerance >= 0:
                 raise ValueError("n_data, n_features, seed or data_tolerance out of range")
+            if cal.n_expected is not None and not (math.isfinite(cal.n_expected) and cal.n_expected > 0):
+                raise ValueError("n_expected must be a positive number")
+            if wr is not None and not (wr > 0).any():
+                raise ValueError("reference_weight is all zero")
             return cal
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
             raise ValueError(f"path: {path} is an incomplete or inconsistent calibration ({exc})") from None
 
 

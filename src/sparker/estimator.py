@@ -159,7 +159,8 @@ class SparKer:
     lr_amplitudes : float, default=0.05
         Adam step of the amplitudes.
     a_max : float, default=10
-        Amplitudes are clipped to ``[-a_max, a_max]`` after every step.
+        Amplitudes are clipped to ``[-a_max, a_max]`` after every step; at most
+        50, so that ``exp(f)`` stays finite in float32.
     l1 : float, default=0.5
         L1 penalty on the amplitudes, in loss units per unit amplitude (the
         statistic itself is always the unpenalised ``-2 L``).  A small penalty
@@ -302,6 +303,24 @@ class SparKer:
         Returns
         -------
         self
+
+        Raises
+        ------
+        TypeError
+            If an input holds non-numeric values or a setting has the wrong type.
+        ValueError
+            Naming the argument: bad shapes, NaN or infinite values, too few rows,
+            mismatched features, a reference whose points all coincide, weights
+            outside ``WEIGHT_RANGE`` once scaled, invalid settings; or
+            ``statistic:`` if training diverged to a non-finite value (never
+            returned as a number).
+
+        Notes
+        -----
+        Standardised values beyond ``Z_MAX`` reference standard deviations are
+        clipped (with a warning), and widths below ``MIN_WIDTH`` are raised to it,
+        so that float32 training stays finite; ``converged_`` is False (with a
+        warning) when the loss had not settled.
         """
         cfg = self.training_config()
         n_min = max(2, max(layer.n_kernels for layer in cfg.layer_configs()))

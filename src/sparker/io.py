@@ -172,8 +172,10 @@ def atomic_write_bytes(
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as exc:
         temporary.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
+            raise type(exc)(exc.errno, exc.strerror, os.fspath(path)) from exc  # say which file
         raise
     _fsync_directory(path.parent)
 
@@ -274,15 +276,21 @@ def read_archive(path, *, kind: str, format_name: str, version: int, name: str =
             raise ValueError("a single .npy array, not an .npz archive")
         with loaded as z:
             arrays = {k: z[k] for k in z.files}
-        meta = json.loads(arrays.pop("__meta__").tobytes().decode())
-    except Exception as exc:  # zip, json, unicode, missing header, pickled content
+        meta = json.loads(arrays.pop("__meta__").tobytes().decode(), parse_constant=_no_constant)
+    except Exception as exc:  # zip, json, unicode, missing header, pickled content, memory
         raise ValueError(f"{name}: {path} is not a readable {kind} file ({type(exc).__name__}: {exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != format_name:
         raise ValueError(f"{name}: {path} is not a {kind} file")
-    if meta.get("format_version") != version:
+    found = meta.get("format_version")
+    if not isinstance(found, int) or isinstance(found, bool) or found != version:
         raise ValueError(f"{name}: {path} has format version {meta.get('format_version')!r}; "
                          f"this SparKer reads version {version}")
     return arrays, meta
+
+
+def _no_constant(token: str):
+    """``json`` hook: our headers never hold NaN or Infinity (written as null)."""
+    raise ValueError(f"unexpected {token} in the JSON header")
 
 
 def _read_npy(path: Path, *, name: str, key: str | None) -> tuple[np.ndarray, None]:

@@ -47,6 +47,16 @@ log = logging.getLogger(__name__)
 #: element budget (rows x B x M) of one chunk's activations: a few MB, cache friendly
 _CHUNK_ELEMENTS = 1 << 18
 
+#: Smallest kernel width (standardised units) the trainer uses: about the float32
+#: resolution of standardised features; narrower widths only make ``1 / sigma^2``
+#: overflow.  Narrower scheduled widths are raised to it (with a warning).
+MIN_WIDTH = 1e-6
+
+#: In float32 (and lower) precision, ``exp(f)`` is taken of ``min(f, _F_CLAMP)``: only
+#: reachable by stacks or ``competition="none"`` with large amplitudes, it keeps the
+#: loss and its gradient finite (``0 * inf`` would give NaN); float64 is left exact.
+_F_CLAMP = 60.0
+
 
 def default_chunk_rows(n_rows: int, n_columns: int) -> int:
     """Rows per chunk so that one (rows x B*M) float32 activation is ~1 MB."""
@@ -119,7 +129,7 @@ def _chunk_terms(Xa, Ca, aT, r, dw, off, kp: int, sm: int, need_grad: bool):
     aphi = phi * aT  # (n, M, B)
     f = aphi.sum(1)  # (n, B)
     ftot = f if off is None else f + off
-    ef = torch.exp(ftot)  # (n, B)
+    ef = torch.exp(ftot if ftot.dtype == torch.float64 else ftot.clamp_max(_F_CLAMP))  # (n, B)
     loss = (r * (ef - 1.0) - dw * ftot).double().sum(0)  # (B,), float64 sum
     if not need_grad:
         return loss, None, None, None
@@ -472,6 +482,10 @@ def train_replicas(
             f"ref_weight {tuple(ref_weight.shape)}, data_weight {tuple(data_weight.shape)}"
         )
     widths = np.asarray(widths, dtype=np.float64)
+    if len(widths) and widths.min() < MIN_WIDTH:
+        log.warning("kernel widths down to %.3g are below the float32 resolution; using %g instead",
+                    widths.min(), MIN_WIDTH)
+        widths = np.maximum(widths, MIN_WIDTH)
     epochs = len(widths)
     dtype = X.dtype
     Xa = augment_pool(X)  # (N, d+2)
