@@ -417,13 +417,11 @@ def test_baselines_work_or_name_the_bad_argument(method, data):
     assert_json_ready(res.to_dict())
 
 
-@pytest.mark.xfail(strict=True, reason="known bug in sparker.baselines.c2st: fewer than 12 points per "
-                   "sample make scikit-learn's early-stopping split fail with a message that names no "
-                   "argument")
-def test_c2st_small_samples_known_bug():
+def test_c2st_small_samples_work():
+    """Tiny samples train without early stopping (its validation split could miss a class)."""
     rng = np.random.default_rng(0)
-    with pytest.raises(ValueError, match=r"^(reference|data):"):
-        BASELINES["c2st"](rng.normal(size=(10, 2)), rng.normal(size=(10, 2)), n_null=2)
+    res = BASELINES["c2st"](rng.normal(size=(10, 2)), rng.normal(size=(10, 2)), n_null=2)
+    assert math.isfinite(res.statistic) and 0 < res.pvalue <= 1
 
 
 # ------------------------------------------------------------------ command line

@@ -112,12 +112,12 @@ def _c2st_statistic(reference, data, seed):
 #: method -> ``(reference, data, seed) -> t``, the observed statistic only.  The
 #: baselines without a statistic-only path run one permutation toy besides
 #: (``nplm_kernel`` re-solves on the observed basis, ``mmd`` adds one column to
-#: the kernel pass); ``mmd_agg`` studentises by its permutations, so it keeps 200.
+#: the kernel pass); ``mmd_agg`` studentises by its permutations, so it keeps 100.
 STATISTICS: dict[str, Callable] = {
     "sparker": _sparker_statistic,
     "nplm_kernel": _baseline_statistic("nplm_kernel", n_null=1, null="permutation"),
     "mmd": _baseline_statistic("mmd", n_null=1),
-    "mmd_agg": _baseline_statistic("mmd_agg", n_null=200),
+    "mmd_agg": _baseline_statistic("mmd_agg", n_null=100),
     "c2st": _c2st_statistic,
 }
 
@@ -254,8 +254,14 @@ def _fmt_z(z) -> str:
 
 
 def _empirical_z(null: np.ndarray, alt: np.ndarray) -> tuple[float, float, float]:
-    """Median, 16 % and 84 % quantiles of Phi^-1(1 - p) of ``alt`` against ``null`` draws."""
-    z = st.norm.isf(np.asarray(empirical_pvalue(alt, null), dtype=np.float64))
+    """Median, 16 % and 84 % quantiles of Phi^-1(1 - p) of ``alt`` against ``null`` draws.
+
+    ``p`` lies in ``[1/(n+1), 1]``; it is capped at ``n/(n+1)`` so that Z stays
+    finite and symmetric: ``|Z| <= Phi^-1(1 - 1/(n+1))``, the resolution of ``n`` draws.
+    """
+    n = null.shape[0]
+    p = np.minimum(np.asarray(empirical_pvalue(alt, null), dtype=np.float64), n / (n + 1.0))
+    z = st.norm.isf(p)
     q50, q16, q84 = np.quantile(z, [0.5, 0.16, 0.84], method="inverted_cdf")
     return float(q50), float(q16), float(q84)
 

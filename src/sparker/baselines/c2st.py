@@ -95,6 +95,10 @@ def _bin(X: np.ndarray, edges: np.ndarray) -> np.ndarray:
                     1).astype(np.float64)
 
 
+#: training rows below which early stopping (its 10 % validation split) is switched off
+_MIN_EARLY_STOPPING_ROWS = 200
+
+
 def _fit_one(X, r, d, seed_seq, stat, fraction, options):
     """Statistic of one fit (rows of X with r > 0 are reference, d > 0 data) and the classifier."""
     from sklearn.ensemble import HistGradientBoostingClassifier
@@ -104,6 +108,9 @@ def _fit_one(X, r, d, seed_seq, stat, fraction, options):
     tr_r, te_r = _split(ref_rows, fraction, rng)
     tr_d, te_d = _split(data_rows, fraction, rng)
     rows, y, w = _balanced(r, d, tr_r, tr_d)
+    if options.get("early_stopping") and len(rows) < _MIN_EARLY_STOPPING_ROWS:
+        # the 10 % validation split of a tiny training part may miss a class: train without it
+        options = {**options, "early_stopping": False}
     clf = HistGradientBoostingClassifier(random_state=int(rng.integers(2**31 - 1)), **options)
     clf.fit(X[rows], y, sample_weight=w)
     rows, y, w = _balanced(r, d, te_r, te_d)
@@ -189,7 +196,8 @@ def c2st(
     early_stopping : bool
         Stop boosting when the loss on 10 % of the training part stops
         improving (scikit-learn's rule; curbs over-fitting, which costs the
-        held-out statistic, and saves time).
+        held-out statistic, and saves time).  Off for fits with fewer than
+        200 training rows, whose validation split could miss a class.
     classifier_options : dict, optional
         Further keyword arguments of the classifier.
 
