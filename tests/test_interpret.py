@@ -1,5 +1,6 @@
 """Tests for the interpretation of a fitted model: kernel table, explanations, flags, top points."""
 
+import copy
 import logging
 import math
 
@@ -221,8 +222,15 @@ def test_interpretation_survives_save_and_load(tiny, tmp_path):
     assert loaded.kernels_ == m.kernels_
     np.testing.assert_array_equal(loaded.explain(D).flagged, m.explain(D).flagged)
     pd.testing.assert_frame_equal(loaded.top_points(5, X=D), m.top_points(5, X=D))
+    pd.testing.assert_frame_equal(loaded.top_points(5), m.top_points(5))  # kept in the archive
+
+
+def test_top_points_need_x_when_the_archive_lacks_them(tiny, tmp_path):
+    m = copy.deepcopy(tiny[2])
+    del m._fit_top_  # as a model saved without them
+    m.save(tmp_path / "m.npz")
     with pytest.raises(ValueError, match="^X:"):
-        loaded.top_points(5)
+        SparKer.load(tmp_path / "m.npz").top_points(5)
 
 
 # -------------------------------------------------------------------- explanations

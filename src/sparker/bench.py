@@ -42,7 +42,7 @@ import json
 import logging
 import math
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import scipy.stats as st
@@ -53,8 +53,15 @@ from .stats import binomial_interval, empirical_pvalue, power
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CI_SIZES", "SIGNAL_PARAMETERS", "STATISTICS", "TESTS", "PowerStudy", "power_study",
-           "plot_power"]
+__all__ = [
+    "CI_SIZES",
+    "SIGNAL_PARAMETERS",
+    "STATISTICS",
+    "TESTS",
+    "PowerStudy",
+    "plot_power",
+    "power_study",
+]
 
 
 # ------------------------------------------------------------------ scenarios

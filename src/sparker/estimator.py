@@ -603,7 +603,7 @@ class SparKer:
         if X is None:
             stored = getattr(self, "_fit_top_", None)
             if stored is None:
-                raise ValueError("X: a loaded model does not keep the fitted data's top points; "
+                raise ValueError("X: this model does not keep the fitted data's top points; "
                                  "pass the data as X")
             if k > len(stored["index"]) and len(stored["index"]) == _TOP_STORED:
                 raise ValueError(f"k: the fit keeps the top {_TOP_STORED} data points; pass X for more")
@@ -683,6 +683,10 @@ class SparKer:
         for k, (h, keys) in enumerate(zip(self._history_layers(), meta["history_keys"])):
             for key in keys:
                 arrays[f"history_{k}_{key}"] = h[key]
+        top = getattr(self, "_fit_top_", None)
+        if top is not None:  # the fitted data's top points, for top_points() after loading
+            arrays["top_index"] = np.asarray(top["index"], dtype=np.int64)
+            arrays["top_points"] = np.asarray(top["points"], dtype=np.float64)
         write_archive(path, arrays, meta, overwrite=overwrite)
 
     @classmethod
@@ -715,6 +719,13 @@ class SparKer:
             model.history_ = dict(per_layer[0])
             if len(per_layer) > 1:
                 model.history_["layers"] = per_layer
+            if "top_index" in arrays:
+                index = np.asarray(arrays["top_index"])
+                points = np.asarray(arrays["top_points"], dtype=np.float64)
+                if (index.ndim != 1 or index.dtype.kind not in "iu" or points.shape != (len(index), model.n_features_in_)
+                        or not np.isfinite(points).all()):
+                    raise ValueError("top_index/top_points have the wrong shape, type or values")
+                model._fit_top_ = {"index": index, "points": points}
             _check_loaded(model)
         except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as exc:
             raise ValueError(f"path: {path} is an incomplete or inconsistent SparKer model ({exc})") from None
