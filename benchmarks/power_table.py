@@ -64,11 +64,12 @@ def main(argv=None):
     p.add_argument("--scenarios", default=DEFAULT_SCENARIOS)
     p.add_argument("--methods", default="sparker,nplm_kernel,mmd,mmd_agg,c2st")
     p.add_argument("--fractions", default="0,0.005,0.01,0.02")
-    p.add_argument("--n-toys", type=int, default=20)
-    p.add_argument("--n-null-draws", type=int, default=40)
+    p.add_argument("--n-toys", type=int, default=15)
+    p.add_argument("--n-null-draws", type=int, default=30)
     p.add_argument("--n-workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--progress", action="store_true", help="progress bars on stderr")
     args = p.parse_args(argv)
     methods = args.methods.split(",")
     rows = []
@@ -78,7 +79,8 @@ def main(argv=None):
             start = time.perf_counter()
             study = power_study(scen, methods=methods, fractions=[float(f) for f in args.fractions.split(",")],
                                 n_toys=args.n_toys, n_null_draws=args.n_null_draws, seed=args.seed,
-                                backend="processes", n_workers=args.n_workers, threads=1)
+                                backend="processes", n_workers=args.n_workers, threads=1,
+                                progress=args.progress)
             write_study(study, args.out / scen)
             print(f"{scen}: {time.perf_counter() - start:.0f} s", flush=True)
         rows += _rows(target)

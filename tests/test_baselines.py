@@ -279,6 +279,20 @@ def test_c2st_statistics(shifted):
     assert hasattr(llr.model, "decision_function")
 
 
+def test_c2st_toys_do_not_depend_on_back_end_or_chunks(shifted):
+    R, D = shifted
+    base = c2st(R, D, n_null=5, seed=3, max_iter=20)
+    chunked = c2st(R, D, n_null=5, seed=3, max_iter=20, toy_chunk=2)
+    spread = c2st(R, D, n_null=5, seed=3, max_iter=20, backend="processes", n_workers=2, toy_chunk=3)
+    np.testing.assert_array_equal(base.null_distribution, chunked.null_distribution)
+    np.testing.assert_array_equal(base.null_distribution, spread.null_distribution)
+    assert base.statistic == spread.statistic and base.pvalue == spread.pvalue
+    with pytest.raises(ValueError, match="^backend"):
+        c2st(R, D, n_null=3, backend="gpu-farm")
+    with pytest.raises(ValueError, match="^toy_chunk"):
+        c2st(R, D, n_null=3, toy_chunk=0)
+
+
 # ---------------------------------------------------------------- detectors
 @pytest.mark.parametrize("name", sorted(DETECTORS))
 def test_detector_sign_convention(name):

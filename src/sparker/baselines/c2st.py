@@ -45,6 +45,7 @@ import numbers
 
 import numpy as np
 
+from ..backends import check_backend, get_backend, run_all
 from ..calibration import TestResult
 from . import _common as C
 
@@ -118,6 +119,16 @@ def _fit_one(X, r, d, seed_seq, stat, fraction, options):
     return C2ST_STATISTICS[stat](g, w * (y == 0), w * (y == 1)), clf
 
 
+def _toy_chunk(shared, ids) -> np.ndarray:
+    """Statistics of toys ``ids`` (one task of a back end)."""
+    pool, problem, statistic, fraction, options = shared
+    out = np.empty(len(ids))
+    for i, b in enumerate(ids):
+        r, d = problem.toy(b)
+        out[i], _ = _fit_one(pool, r, d, C.seq(problem.seed, C.TOY_KEY, b, 1), statistic, fraction, options)
+    return out
+
+
 def _setup(reference, data, n_null, seed, null, reference_weight, statistic, test_fraction, max_iter,
            learning_rate, max_leaf_nodes, early_stopping, classifier_options):
     """Validated problem, classifier options and held-out fraction of :func:`c2st`."""
@@ -171,6 +182,10 @@ def c2st(
     max_leaf_nodes: int = 31,
     early_stopping: bool = True,
     classifier_options: dict | None = None,
+    backend: str = "batched",
+    scheduler=None,
+    n_workers: int | None = None,
+    toy_chunk: int = 8,
 ) -> TestResult:
     r"""Classifier two-sample test (gradient boosting), calibrated on null toys.
 
@@ -200,6 +215,15 @@ def c2st(
         200 training rows, whose validation split could miss a class.
     classifier_options : dict, optional
         Further keyword arguments of the classifier.
+    backend : {"batched", "processes", "dask"}
+        Where the toys run, in chunks of ``toy_chunk`` (:mod:`sparker.backends`):
+        in this process one after another (default), in ``n_workers`` local
+        processes, or on a Dask cluster (``scheduler``).  Every toy has its own
+        seed, so the result does not depend on the back end or the chunks.
+    scheduler : distributed.Client, cluster or str, optional
+    n_workers : int, optional
+    toy_chunk : int
+        Toys per task.
 
     Returns
     -------
@@ -209,15 +233,22 @@ def c2st(
     problem, options, fraction = _setup(reference, data, n_null, seed, null, reference_weight, statistic,
                                         test_fraction, max_iter, learning_rate, max_leaf_nodes,
                                         early_stopping, classifier_options)
+    toy_chunk = C.check_positive_int(toy_chunk, name="toy_chunk")
+    options_backend = {k: v for k, v in (("scheduler", scheduler), ("n_workers", n_workers)) if v is not None}
+    check_backend(backend, **options_backend)
     edges = _bin_edges(problem.reference, np.random.default_rng(C.seq(problem.seed, C.WIDTH_KEY)))
     X_obs, r_obs, d_obs = problem.observed()
     X_obs = _bin(X_obs, edges)
     t_obs, model = _fit_one(X_obs, r_obs, d_obs, C.seq(problem.seed, C.OBS_KEY), statistic, fraction, options)
-    pool = _bin(problem.pool(), edges)
+    runner = get_backend(backend, **options_backend)
+    shared = (_bin(problem.pool(), edges), problem, statistic, fraction, options)
+    tasks = [tuple(range(lo, min(n_null, lo + toy_chunk))) for lo in range(0, n_null, toy_chunk)]
     null_t = np.empty(n_null)
-    for b in range(n_null):
-        r, d = problem.toy(b)
-        null_t[b], _ = _fit_one(pool, r, d, C.seq(problem.seed, C.TOY_KEY, b, 1), statistic, fraction, options)
+
+    def on_result(i, values):
+        null_t[list(tasks[i])] = values
+
+    run_all(runner, _toy_chunk, shared, [(ids,) for ids in tasks], on_result)
     settings = [{"classifier": "HistGradientBoostingClassifier", "statistic": statistic,
                  "test_fraction": fraction, "bins": "255 reference quantiles",
                  **{k: v for k, v in options.items() if isinstance(v, (numbers.Number, str, bool, type(None)))}}]
