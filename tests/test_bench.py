@@ -153,3 +153,22 @@ def test_cli_bench_power_bad_input_is_one_line(capsys):
     assert len(err.splitlines()) == 1 and "methods" in err
     assert main(["bench", "power", "--scenario", "square2d", "--param", "oops"]) == 2
     assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_method_options_reach_the_method(capsys):
+    kw = {"methods": ["sparker"], "fractions": [0.1], "n_toys": 2, "n_null_draws": 2,
+          "params": {"n_reference": 800, "n_background": 200}, "seed": 1}
+    a = power_study("square2d", options={"sparker": {"n_kernels": 2, "epochs": 40}}, **kw)
+    b = power_study("square2d", options={"sparker": {"n_kernels": 3, "epochs": 40}}, **kw)
+    assert a.settings["options"] == {"sparker": {"n_kernels": 2, "epochs": 40}}
+    assert not np.array_equal(a.statistics["sparker"][1], b.statistics["sparker"][1])
+    with pytest.raises(ValueError, match="^options"):
+        power_study("square2d", options={"mmd": {}}, **kw)
+    argv = ["bench", "power", "--scenario", "square2d", "--methods", "sparker", "--fractions", "0.1",
+            "--n-toys", "2", "--n-null-draws", "2", "--param", "n_reference=800", "--param", "n_background=200",
+            "--seed", "1", "--option", "sparker.n_kernels=2", "--option", "sparker.epochs=40"]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["statistics"]["sparker"][1] == a.statistics["sparker"][1].tolist()
+    assert main(argv[:-1] + ["sparker-epochs"]) == 2
+    assert "METHOD.KEY=VALUE" in capsys.readouterr().err

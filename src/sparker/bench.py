@@ -94,26 +94,26 @@ CI_SIZES: dict[str, dict] = {
 
 
 # ------------------------------------------------------------------ methods
-def _sparker_statistic(reference, data, seed):
+def _sparker_statistic(reference, data, seed, **settings):
     from .estimator import SparKer
 
-    return SparKer(seed=seed).fit(reference, data).statistic_
+    return SparKer(seed=seed, **settings).fit(reference, data).statistic_
 
 
-def _baseline_statistic(name: str, **options):
-    def statistic(reference, data, seed):
+def _baseline_statistic(name: str, **fixed):
+    def statistic(reference, data, seed, **options):
         from . import baselines
 
-        return baselines.BASELINES[name](reference, data, seed=seed, **options).statistic
+        return baselines.BASELINES[name](reference, data, seed=seed, **{**fixed, **options}).statistic
 
     statistic.__name__ = f"{name}_statistic"
     return statistic
 
 
-def _c2st_statistic(reference, data, seed):
+def _c2st_statistic(reference, data, seed, **options):
     from .baselines.c2st import c2st_statistic
 
-    return c2st_statistic(reference, data, seed=seed)
+    return c2st_statistic(reference, data, seed=seed, **options)
 
 
 #: method -> ``(reference, data, seed) -> t``, the observed statistic only.  The
@@ -130,14 +130,14 @@ STATISTICS: dict[str, Callable] = {
 
 
 def _test(name: str):
-    def run(reference, data, seed, n_null):
+    def run(reference, data, seed, n_null, **options):
         if name == "sparker":
             from .calibration import test
         else:
             from .baselines import BASELINES
 
             test = BASELINES[name]
-        res = test(reference, data, n_null=n_null, seed=seed)
+        res = test(reference, data, n_null=n_null, seed=seed, **options)
         return res.statistic, res.pvalue
 
     return run
@@ -161,10 +161,11 @@ def _draw(shared: dict, method: str, fraction: float, scenario_seed: int, method
     params = {**shared["params"], **SIGNAL_PARAMETERS[shared["scenario"]](fraction, shared["params"])}
     reference, data, _ = make(shared["scenario"], seed=scenario_seed, **params)
     start = time.perf_counter()
+    options = shared.get("options", {}).get(method, {})
     if shared["mode"] == "statistic":
-        t, p = STATISTICS[method](reference, data, method_seed), math.nan
+        t, p = STATISTICS[method](reference, data, method_seed, **options), math.nan
     else:
-        t, p = TESTS[method](reference, data, method_seed, shared["n_null"])
+        t, p = TESTS[method](reference, data, method_seed, shared["n_null"], **options)
     return float(t), float(p), time.perf_counter() - start
 
 
@@ -357,6 +358,7 @@ def power_study(
     backend: str = "batched",
     threads: int | None = None,
     progress: bool = False,
+    options: dict | None = None,
     **backend_options,
 ) -> PowerStudy:
     """Power of each method against the signal fraction on one scenario.
@@ -391,6 +393,10 @@ def power_study(
         torch threads inside each task (default: leave as is; ``processes`` workers use 1).
     progress : bool
         tqdm progress bar.
+    options : dict, optional
+        Per-method settings, ``{method: {name: value}}``, e.g.
+        ``{"sparker": {"n_kernels": 4}}`` (for ablations; the study's point is
+        to run every method with its defaults).
     **backend_options
         ``n_workers`` / ``threads_per_worker`` (processes) or ``scheduler`` (dask).
 
@@ -399,6 +405,12 @@ def power_study(
     PowerStudy
     """
     methods, fractions = _check_study(scenario, methods, fractions, n_toys, n_null_draws, mode, alpha, n_null)
+    options = {} if options is None else options
+    if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
+        raise ValueError(f"options: expected {{method: {{setting: value}}}}, got {options!r}")
+    stray = sorted(set(options) - set(methods))
+    if stray:
+        raise ValueError(f"options: {stray[0]!r} is not among the methods {methods}")
     if sizes not in ("ci", "default"):
         raise ValueError(f"sizes: expected 'ci' or 'default', got {sizes!r}")
     base = dict(CI_SIZES.get(scenario, {})) if sizes == "ci" else {}
@@ -411,7 +423,7 @@ def power_study(
     if clash:
         raise ValueError(f"params: {clash[0]!r} is set by the signal fraction; use fractions instead")
     backend_impl = backends.get_backend(backend, **backend_options)
-    shared = {"scenario": scenario, "params": base, "mode": mode, "n_null": int(n_null),
+    shared = {"scenario": scenario, "params": base, "mode": mode, "n_null": int(n_null), "options": options,
               "threads": threads}
 
     tasks = []
@@ -457,7 +469,7 @@ def power_study(
     rows = _rows(methods, fractions, stats, pvals, secs, mode, float(alpha))
     settings = {"seed": int(seed), "n_toys": int(n_toys), "n_null_draws": int(n_null_draws or n_toys),
                 "n_null": int(n_null) if mode == "calibrated" else None, "backend": backend,
-                "sizes": sizes, "wall_seconds": time.perf_counter() - start}
+                "sizes": sizes, "options": options, "wall_seconds": time.perf_counter() - start}
     return PowerStudy(scenario, mode, base, float(alpha), fractions, methods, stats, pvals, secs, rows,
                       settings)
 

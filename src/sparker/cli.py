@@ -745,6 +745,15 @@ def _param(text: str) -> tuple[str, object]:
         return key, value
 
 
+def _method_option(text: str) -> tuple[str, str, object]:
+    """``METHOD.KEY=VALUE`` -> (method, key, value)."""
+    target, sep, _ = text.partition("=")
+    method, dot, key = target.partition(".")
+    if not sep or not dot or not method or not key:
+        raise argparse.ArgumentTypeError(f"expected METHOD.KEY=VALUE, got {text!r}")
+    return method, key.replace("-", "_"), _param(text)[1]
+
+
 def _fractions(text: str) -> list[float]:
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
@@ -780,6 +789,10 @@ def _add_bench(parser: argparse.ArgumentParser) -> None:
                         help="scenario sizes: small presets or the generator's defaults")
     parser.add_argument("--param", type=_param, action="append", default=[], metavar="KEY=VALUE",
                         help="scenario parameter (repeatable), e.g. --param d=1024")
+    parser.add_argument("--option", type=_method_option, action="append", default=[],
+                        metavar="METHOD.KEY=VALUE",
+                        help="a setting of one method (repeatable), e.g. --option sparker.n_kernels=4; "
+                        "for ablations: the study runs every method with its defaults")
     parser.add_argument("--seed", type=int, default=0, help="seed of the study (default: 0)")
     parser.add_argument("--backend", choices=sorted(BACKENDS), default="batched",
                         help="where draws run (default: in this process)")
@@ -805,10 +818,14 @@ def _run_bench(args: argparse.Namespace) -> int:
         options["n_workers"] = args.n_workers
     if args.backend == "dask":
         options["scheduler"] = args.scheduler
+    method_options: dict[str, dict] = {}
+    for method, key, value in args.option:
+        method_options.setdefault(method, {})[key] = value
     study = power_study(args.scenario, methods=args.methods, fractions=args.fractions, n_toys=args.n_toys,
                         n_null_draws=args.n_null_draws, mode=args.mode, n_null=args.n_null,
                         alpha=args.alpha, sizes=args.sizes, params=dict(args.param), seed=args.seed,
-                        backend=args.backend, threads=args.threads, progress=_progress(args), **options)
+                        backend=args.backend, threads=args.threads, progress=_progress(args),
+                        options=method_options, **options)
     if args.out is None:
         _print_json(study.to_dict())
         return 0
