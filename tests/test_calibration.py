@@ -307,13 +307,18 @@ def test_other_aggregations(ref, method):
 # ------------------------------------------------------------------ chunks and back ends
 def test_results_do_not_depend_on_the_chunk_size(ref):
     data = uniform(100, seed=2)
-    base = sparker.test(ref, data, n_null=12, seed=4, replica_chunk=12, **SMALL)
-    for chunk in (5, 1):
-        other = sparker.test(ref, data, n_null=12, seed=4, replica_chunk=chunk, **SMALL)
-        # float32 products of other shapes round differently (~1e-6), which training can grow:
-        # measured up to 3e-3 absolute (1.5e-4 relative) on t ~ 10 in 16-d
-        np.testing.assert_allclose(other.null_distribution, base.null_distribution, rtol=1e-3, atol=1e-3)
+    base = sparker.test(ref, data, n_null=40, seed=4, replica_chunk=64, **SMALL)
+    for chunk in (16, 20, 1):  # 20 and 1 are rounded up to whole blocks of 16
+        other = sparker.test(ref, data, n_null=40, seed=4, replica_chunk=chunk, **SMALL)
+        np.testing.assert_array_equal(other.null_distribution, base.null_distribution)
         assert other.pvalue == base.pvalue and other.statistic == base.statistic
+
+
+def test_chunks_are_whole_replica_blocks():
+    assert C.REPLICA_BLOCK == 16
+    assert C._chunks(40, 20) == [tuple(range(32)), tuple(range(32, 40))]
+    assert C._chunks(10, 1) == [tuple(range(10))]
+    assert C._blocks((14, 15, 16, 17, 40)) == [(14, 15), (16, 17), (40,)]
 
 
 @pytest.fixture(scope="module")
@@ -380,22 +385,20 @@ def test_checkpoint_is_kept_and_a_rerun_trains_nothing(ref, tmp_path, monkeypatc
 
 
 def test_interrupted_in_process_run_resumes_with_any_chunk_size(ref, tmp_path, monkeypatch):
-    kw = dict(n_null=9, seed=2, n_kernels=[2, 3], epochs=60, reseed=False)
-    full = sparker.calibrate(ref, 100, replica_chunk=3, **kw).null
+    kw = dict(n_null=40, seed=2, n_kernels=[2, 3], epochs=30, reseed=False)
+    full = sparker.calibrate(ref, 100, replica_chunk=16, **kw).null
     path = tmp_path / "ck.npz"
     monkeypatch.setattr(C, "_run_chunk", CountChunks(C._run_chunk, fail_after=2))
     with pytest.raises(KeyboardInterrupt):
-        sparker.calibrate(ref, 100, replica_chunk=3, checkpoint=path, **kw)
+        sparker.calibrate(ref, 100, replica_chunk=16, checkpoint=path, **kw)
     _, _, done = C._Checkpoint.read(path)
-    assert done.sum() == 6  # two chunks of three toys of the first configuration
+    assert done.sum() == 32 and done[:32, 0].all()  # two chunks of 16 toys, first configuration
     counter = CountChunks(C._run_chunk.fn)
     monkeypatch.setattr(C, "_run_chunk", counter)
-    resumed = sparker.calibrate(ref, 100, replica_chunk=4, checkpoint=path, **kw).null
-    # chunks of 4 over 9 toys: config 0 needs toys 6..8 (chunk (4..7) -> (6, 7), chunk (8,));
-    # config 1 needs all of them
-    assert counter.calls == [(0, (6, 7)), (0, (8,)), (1, (0, 1, 2, 3)), (1, (4, 5, 6, 7)), (1, (8,))]
-    np.testing.assert_array_equal(resumed[:6, 0], full[:6, 0])  # stored toys are reused as they are
-    np.testing.assert_allclose(resumed, full, rtol=1e-3, atol=1e-3)  # other chunks: float rounding
+    resumed = sparker.calibrate(ref, 100, replica_chunk=32, checkpoint=path, **kw).null
+    # chunks of 32 over 40 toys: config 0 needs toys 32..39; config 1 needs all of them
+    assert counter.calls == [(0, tuple(range(32, 40))), (1, tuple(range(32))), (1, tuple(range(32, 40)))]
+    np.testing.assert_array_equal(resumed, full)  # toys train in the same blocks: bit-identical
 
 
 def test_checkpoint_of_another_run_or_corrupted_is_refused(ref, tmp_path):
@@ -433,8 +436,8 @@ _KILLED_RUN = textwrap.dedent("""
 
 
 def test_killed_calibration_resumes_without_redoing_finished_chunks(ref, tmp_path, monkeypatch):
-    kw = dict(n_null=24, seed=5, replica_chunk=3, **SMALL)
-    n_chunks = 8
+    kw = dict(n_null=96, seed=5, replica_chunk=16, n_kernels=2, epochs=20, reseed=False)
+    n_chunks = 6
     path = tmp_path / "ck.npz"
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     proc = subprocess.Popen([sys.executable, "-c", _KILLED_RUN, str(path), repr(kw)], env=env,
@@ -445,7 +448,7 @@ def test_killed_calibration_resumes_without_redoing_finished_chunks(ref, tmp_pat
         while time.monotonic() < deadline and proc.poll() is None:
             if path.exists():
                 done = int(C._Checkpoint.read(path)[2].sum())
-                if done >= 2 * 3:
+                if done >= 2 * 16:
                     break
             time.sleep(0.02)
         assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
@@ -455,11 +458,11 @@ def test_killed_calibration_resumes_without_redoing_finished_chunks(ref, tmp_pat
         proc.wait()
     _, _, mask = C._Checkpoint.read(path)
     n_done = int(mask.sum())
-    assert 0 < n_done < 24 and n_done % 3 == 0  # whole chunks only
+    assert 0 < n_done < 96 and n_done % 16 == 0  # whole chunks only
     counter = CountChunks(C._run_chunk)
     monkeypatch.setattr(C, "_run_chunk", counter)
     resumed = sparker.calibrate(ref, 100, checkpoint=path, **kw).null
-    assert len(counter.calls) == n_chunks - n_done // 3  # only unfinished chunks
+    assert len(counter.calls) == n_chunks - n_done // 16  # only unfinished chunks
     assert all(not mask[list(ids), 0].any() for _, ids in counter.calls)
     monkeypatch.setattr(C, "_run_chunk", counter.fn)
     uninterrupted = sparker.calibrate(ref, 100, **kw).null

@@ -220,16 +220,16 @@ def test_a_non_finite_null_toy_is_refused_and_finished_toys_are_kept(tmp_path, m
 
     def poisoned(problem, k, ids):
         out = real(problem, k, ids)
-        if 3 in ids:
-            out[list(ids).index(3)] = np.inf
+        if 17 in ids:
+            out[list(ids).index(17)] = np.inf
         return out
 
     monkeypatch.setattr(C, "_run_chunk", poisoned)
     path = tmp_path / "ck.npz"
-    with pytest.raises(ValueError, match=r"^statistic: null toy 3 \(configuration 0\)"):
-        sparker.calibrate(normal(400), 40, n_null=6, replica_chunk=2, checkpoint=path, **TINY)
+    with pytest.raises(ValueError, match=r"^statistic: null toy 17 \(configuration 0\)"):
+        sparker.calibrate(normal(400), 40, n_null=20, replica_chunk=16, checkpoint=path, **TINY)
     _, values, done = C._Checkpoint.read(path)
-    assert done[:2, 0].all() and not done[2:, 0].any() and np.isfinite(values[done]).all()
+    assert done[:16, 0].all() and not done[16:, 0].any() and np.isfinite(values[done]).all()
 
 
 def test_a_fit_that_has_not_settled_says_so(tmp_path, caplog):
@@ -632,9 +632,9 @@ def test_calibration_killed_at_random_points_resumes_to_the_uninterrupted_result
     R = normal(300, seed=7)
     np.save(tmp_path / "r.npy", R)
     ck, out = tmp_path / "ck.npz", tmp_path / "cal.npz"
-    kw = {"n_null": 12, "seed": 5, "replica_chunk": 2, "n_kernels": 2, "epochs": 40, "reseed": False}
+    kw = {"n_null": 96, "seed": 5, "replica_chunk": 16, "n_kernels": 2, "epochs": 20, "reseed": False}
     argv = ["calibrate", "--reference", tmp_path / "r.npy", "--n-data", 30, "--out", out, "--checkpoint", ck,
-            "--n-null", 12, "--seed", 5, "--replica-chunk", 2, "--n-kernels", 2, "--epochs", 40, "--no-reseed"]
+            "--n-null", 96, "--seed", 5, "--replica-chunk", 16, "--n-kernels", 2, "--epochs", 20, "--no-reseed"]
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads()), "MKL_NUM_THREADS": "1"}
     rng = np.random.default_rng(0)
     previous, kills = None, 0
@@ -646,7 +646,7 @@ def test_calibration_killed_at_random_points_resumes_to_the_uninterrupted_result
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and proc.poll() is None:
                 state = _done(ck)
-                if state is not None and state[1].sum() >= already + 2:
+                if state is not None and state[1].sum() >= already + 16:
                     break
                 time.sleep(0.02)
             time.sleep(rng.uniform(0.0, 0.4))  # anywhere in a chunk, possibly mid-write
@@ -668,7 +668,7 @@ def test_calibration_killed_at_random_points_resumes_to_the_uninterrupted_result
     assert kills >= 1
     if not out.exists():  # (a second run may have finished before its kill)
         n_done = int(previous[1].sum())
-        assert 0 < n_done < 12 and n_done % 2 == 0  # whole chunks only
+        assert 0 < n_done < 96 and n_done % 16 == 0  # whole chunks only
         code, _, err = run_cli(argv)  # resume here
         assert code == 0, err
     resumed = Calibration.load(out).null

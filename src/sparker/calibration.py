@@ -3,9 +3,9 @@ r"""Calibrated significance: null toys as batched replicas, p-values, reusable c
 The test statistic :math:`t = -2 L[\hat f]` has no closed-form null
 distribution, so it is calibrated with ``B`` null toys retrained from scratch
 with the same settings (``SPEC.md`` section 4; toys are made by
-:mod:`sparker.nulls`).  All toys of a chunk of ``replica_chunk`` toys are
-replicas of one batched training run over a shared pool; chunks go to a back
-end (:mod:`sparker.backends`).
+:mod:`sparker.nulls`).  Toys train in fixed blocks of :data:`REPLICA_BLOCK`
+replicas, each block one batched training run over a shared pool; chunks of
+``replica_chunk`` toys (whole blocks) go to a back end (:mod:`sparker.backends`).
 
 p-value and significance:
 
@@ -25,9 +25,8 @@ on those same toys.
 Reproducibility: toy ``b`` draws its pseudo-experiment from the child seed
 ``(seed, 2, b, 0)`` and its starting centres from ``(seed, 2, b, 1)``; widths
 come from ``(seed, 0)`` exactly as in :meth:`SparKer.fit`.  A toy is therefore
-the same whatever chunk, batch or back end computes it (up to float32 rounding
-of the batched products, about 1e-6 relative, when the chunk composition
-changes).
+the same whatever chunk or back end computes it, bit for bit: toys always
+train in the same fixed blocks of :data:`REPLICA_BLOCK` replicas.
 """
 
 from __future__ import annotations
@@ -201,11 +200,31 @@ class _ToyProblem:
     device: str = "cpu"
 
 
+#: Toys ``[16 j, 16 (j + 1))`` are always trained together as the replicas of one
+#: batched run, whatever the chunk size or back end: the float32 products of a
+#: batch round differently with its width, so a fixed grouping is what makes every
+#: toy bit-identical across chunkings.  Chunks are whole blocks.
+REPLICA_BLOCK = 16
+
+
+def _blocks(toy_ids: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """``toy_ids`` split at multiples of :data:`REPLICA_BLOCK`."""
+    out: dict[int, list[int]] = {}
+    for b in toy_ids:
+        out.setdefault(b // REPLICA_BLOCK, []).append(b)
+    return [tuple(v) for _, v in sorted(out.items())]
+
+
 def _run_chunk(problem: _ToyProblem, k: int, toy_ids: tuple[int, ...]) -> np.ndarray:
     """Statistics of toys ``toy_ids`` under configuration ``k``: (n,) float64.
 
-    The toys are replicas of one batched training run over ``problem.pool``.
+    Each block of :data:`REPLICA_BLOCK` toys is one batched training run over
+    ``problem.pool``.
     """
+    return np.concatenate([_run_block(problem, k, ids) for ids in _blocks(toy_ids)])
+
+
+def _run_block(problem: _ToyProblem, k: int, toy_ids: tuple[int, ...]) -> np.ndarray:
     device = torch.device(problem.device)
     X = torch.as_tensor(problem.pool, device=device)  # (N, d)
     rs, ds = [], []
@@ -221,6 +240,8 @@ def _run_chunk(problem: _ToyProblem, k: int, toy_ids: tuple[int, ...]) -> np.nda
 
 
 def _chunks(n_null: int, size: int) -> list[tuple[int, ...]]:
+    """Toy ids in chunks of ``size`` rounded up to whole :data:`REPLICA_BLOCK` blocks."""
+    size = -(-size // REPLICA_BLOCK) * REPLICA_BLOCK
     return [tuple(range(lo, min(n_null, lo + size))) for lo in range(0, n_null, size)]
 
 
@@ -727,11 +748,10 @@ def calibrate(
         (weighted) size is within ``data_tolerance * sqrt(N_0)`` of ``N_0``;
         exact-count toys accept exactly ``n_data`` points.
     replica_chunk : int, default=64
-        Toys trained together as replicas of one batch (larger is faster, up
-        to memory).  Results depend on it only through float32 rounding,
-        which training amplifies to at most ~2e-4 relative on t in our tests
-        (p-values unchanged); the same chunk size gives identical results on
-        every back end.
+        Toys per task of the back end, rounded up to a multiple of
+        :data:`REPLICA_BLOCK` (16).  Within a task, each block of 16 toys
+        (ids ``[16 j, 16 j + 16)``) trains as one batch of replicas, so every
+        toy is bit-identical whatever the chunk size or back end.
     backend : {"batched", "processes", "dask"}, default="batched"
         Where chunks run: in this process, in local processes (``n_workers``)
         or on a Dask cluster (``scheduler``); see :mod:`sparker.backends`.

@@ -424,7 +424,8 @@ def _add_null_flags(parser: argparse.ArgumentParser, *, null: bool) -> None:
                            f"(default: {d['aggregation']})")
     run = parser.add_argument_group("execution")
     run.add_argument("--replica-chunk", type=_positive_int, metavar="N",
-                     help=f"toys trained together as one batch (default: {d['replica_chunk']})")
+                     help=f"toys per task, rounded up to whole blocks of 16 toys that train together "
+                          f"(default: {d['replica_chunk']})")
     run.add_argument("--backend", choices=sorted(BACKENDS),
                      help=f"where chunks of toys run (default: {d['backend']}, in this process)")
     run.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler address, for --backend dask")
