@@ -6,8 +6,11 @@
 fraction of the profile's ``max_examples`` (see ``tests/test_properties.py``).
 """
 
+import logging
 import os
 
+import pytest
+import torch
 from hypothesis import HealthCheck, settings
 
 _COMMON = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -17,3 +20,20 @@ settings.register_profile("ci", max_examples=40, **_COMMON)
 settings.register_profile("thorough", max_examples=400, **_COMMON)
 settings.register_profile("dev", max_examples=8, **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module of tiny problems: with two intra-op threads on a busy
+    2-core machine every small op waits for a descheduled thread (a square2d fit went from
+    3 s to 150 s).  Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def quiet_convergence_warning(caplog):
+    """Silence the "loss had not settled" warning of short test fits."""
+    caplog.set_level(logging.ERROR, logger="sparker")

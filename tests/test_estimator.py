@@ -1,7 +1,6 @@
 """Tests for sparker.estimator.SparKer: fit, scores, kernel summary, save/load and input checks."""
 
 import json
-import logging
 import zipfile
 
 import numpy as np
@@ -15,20 +14,7 @@ from sparker.estimator import FORMAT_VERSION
 
 SMALL = dict(n_kernels=3, epochs=100, seed=0)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """These problems are tiny: with 2 intra-op threads on a busy 2-core machine every small
-    op waits for a descheduled thread (a square2d fit went from 3 s to 150 s), so use one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def _quiet_convergence_warning(caplog):
-    caplog.set_level(logging.ERROR, logger="sparker.estimator")
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "quiet_convergence_warning")
 
 
 def make_samples(seed=0, n_ref=400, n_data=150, n_signal=30, d=2):

@@ -1,7 +1,6 @@
 """Tests for the interpretation of a fitted model: kernel table, explanations, flags, top points."""
 
 import copy
-import logging
 import math
 
 import numpy as np
@@ -26,18 +25,7 @@ from sparker.scenarios import make
 #: 1-d problem with a broad constant width, so that plain exponentials never underflow.
 TINY = {"n_kernels": 2, "epochs": 60, "schedule": "constant", "sigma_start": 0.3, "sigma_end": 0.3, "seed": 0}
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def _quiet_convergence_warning(caplog):
-    caplog.set_level(logging.ERROR, logger="sparker.estimator")
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "quiet_convergence_warning")
 
 
 @pytest.fixture(scope="module")

@@ -1,14 +1,12 @@
 """Tests for sparker.plots (matplotlib, Agg backend): every figure draws and renders to PNG."""
 
 import io
-import logging
 import subprocess
 import sys
 import types
 
 import numpy as np
 import pytest
-import torch
 
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
@@ -20,18 +18,7 @@ from sparker import SparKer, plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def _quiet_convergence_warning(caplog):
-    caplog.set_level(logging.ERROR, logger="sparker.estimator")
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "quiet_convergence_warning")
 
 
 def samples(d, seed=0):

@@ -50,13 +50,7 @@ from sparker.trainer import MIN_WIDTH, _chunk_terms, train_replicas
 TINY = {"n_kernels": 2, "epochs": 20, "reseed": False}
 SRC = Path(sparker.__file__).parent
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def normal(n, d=2, seed=0, shift=0.0):

@@ -4,13 +4,11 @@ import base64
 import functools
 import io
 import json
-import logging
 import re
 import sys
 
 import numpy as np
 import pytest
-import torch
 
 import sparker
 from sparker import SparKer, cli, scenarios
@@ -21,18 +19,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 #: Quick calibrated tests on the command line.
 QUICK = ["--epochs", "40", "--n-kernels", "2", "--n-null", "4"]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def _quiet_convergence_warning(caplog):
-    caplog.set_level(logging.ERROR, logger="sparker")
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "quiet_convergence_warning")
 
 
 @pytest.fixture(autouse=True)

@@ -167,7 +167,8 @@ def test_training_matches_autograd_adam_reference(mode, l1):
     opt = torch.optim.Adam([{"params": [C], "lr": lr_c}, {"params": [A], "lr": lr_a}])
     losses = []
     for sigma in widths:
-        opt.param_groups[0]["lr"] = lr_c * sigma  # centre step in units of the current width
+        # per-coordinate centre step: lr * sigma / sqrt(d), a move of about lr widths
+        opt.param_groups[0]["lr"] = lr_c * sigma / math.sqrt(X.shape[1])
         opt.zero_grad()
         loss = torch_naive_loss(X, C, A, float(sigma), R, Dw, mode)
         losses.append(loss.detach().numpy())

@@ -34,7 +34,7 @@ _CONVERTIBLE_KINDS = frozenset("OUS")
 
 
 def check_array(
-    X: Any, *, name: str, min_samples: int = 1
+    X: Any, *, name: str, min_samples: int = 1, lean: bool = False
 ) -> tuple[np.ndarray, list[str] | None, torch.device | None]:
     """Validate a 2-D sample and convert it to a float64 NumPy array.
 
@@ -48,12 +48,19 @@ def check_array(
         Name of the argument, used as the prefix of every error message.
     min_samples : int, default=1
         Minimum number of rows required.
+    lean : bool, default=False
+        For large inputs: a NumPy array of real numbers (a memory map included), a
+        float32/float64 torch tensor or a DataFrame of one float dtype is returned as
+        it is (any such dtype, maybe read-only or not contiguous; a tensor moved to
+        the CPU) instead of as a float64 copy.  The caller reads it in row chunks
+        (:mod:`sparker._streaming`).
 
     Returns
     -------
     array : numpy.ndarray of shape (n_samples, n_features)
         C-contiguous, writable ``float64`` array with finite entries. It may share memory
-        with ``X`` when ``X`` already is such an array.
+        with ``X`` when ``X`` already is such an array.  With ``lean``, a real array with
+        finite entries, possibly ``X`` itself.
     feature_names : list of str or None
         Column names of a DataFrame input (converted with ``str``), else None.
     device : torch.device or None
@@ -76,15 +83,19 @@ def check_array(
         )
     if _is_pandas(X, "DataFrame"):
         feature_names = [str(column) for column in X.columns]
-        array = _frame_to_array(X, name=name)
+        array = _frame_to_array(X, name=name, lean=lean)
     elif _is_pandas(X, "Series"):
         raise ValueError(
             f"{name}: expected a 2-D array-like of shape (n_samples, n_features), got a pandas "
             "Series; use series.to_frame() if it is a single feature"
         )
+    elif lean and isinstance(X, torch.Tensor) and X.layout == torch.strided \
+            and X.dtype in (torch.float32, torch.float64):
+        array, device = X.detach().cpu().numpy(), X.device  # no float64 copy of a float32 tensor
     else:
         array, device = _to_numpy(X, name=name)
-        array = _to_float64(array, name=name)
+        if not (lean and array.dtype.kind in _NUMERIC_KINDS):
+            array = _to_float64(array, name=name)
 
     if array.ndim != 2:
         raise ValueError(_ndim_message(array, name=name))
@@ -98,6 +109,8 @@ def check_array(
         )
     _check_finite(array, name=name, what="entries", where="first in row")
 
+    if lean:
+        return array, feature_names, device
     array = np.ascontiguousarray(array, dtype=np.float64)
     if not array.flags.writeable:
         array = array.copy()
@@ -231,7 +244,7 @@ def _is_pandas(obj: Any, class_name: str) -> bool:
     )
 
 
-def _frame_to_array(frame: Any, *, name: str) -> np.ndarray:
+def _frame_to_array(frame: Any, *, name: str, lean: bool = False) -> np.ndarray:
     """Convert a pandas DataFrame with numeric or boolean columns to a float64 array.
 
     Parameters
@@ -240,11 +253,13 @@ def _frame_to_array(frame: Any, *, name: str) -> np.ndarray:
         The table to convert; nullable integer columns with missing values give NaN.
     name : str
         Prefix of the error messages.
+    lean : bool, default=False
+        Columns that all have one NumPy float dtype (e.g. float32) keep it.
 
     Returns
     -------
     numpy.ndarray of shape (n_samples, n_features)
-        float64 array.
+        float64 array (with ``lean``, maybe of the columns' float dtype).
 
     Raises
     ------
@@ -266,6 +281,10 @@ def _frame_to_array(frame: Any, *, name: str) -> np.ndarray:
                 f"{name}: column {column!r} is not numeric (dtype {series.dtype})"
                 f"{_first_non_numeric(series)}"
             )
+    dtypes = set(frame.dtypes)
+    if lean and len(dtypes) == 1 and isinstance(next(iter(dtypes)), np.dtype) \
+            and next(iter(dtypes)).kind == "f":
+        return frame.to_numpy(dtype=next(iter(dtypes)))  # float32 columns stay float32
     return frame.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
@@ -352,16 +371,32 @@ def _ndim_message(array: np.ndarray, *, name: str) -> str:
     return message
 
 
+#: Bytes of one row chunk of :func:`_check_finite` (a memory map is read, never held whole).
+_FINITE_CHUNK_BYTES = 16 << 20
+
+
 def _check_finite(array: np.ndarray, *, name: str, what: str, where: str) -> None:
-    """Raise ValueError if ``array`` has NaN or infinite entries, locating the first one."""
-    finite = np.isfinite(array)
-    if finite.all():
+    """Raise ValueError if ``array`` has NaN or infinite entries, locating the first one.
+
+    Reads ``array`` in row chunks, so that no array-sized temporary is made.
+    """
+    if array.dtype.kind in "biu":
+        return  # booleans and integers are always finite
+    row_bytes = array.dtype.itemsize * max(1, int(np.prod(array.shape[1:], dtype=np.int64)))
+    step = max(1, _FINITE_CHUNK_BYTES // row_bytes)
+    starts = range(0, array.shape[0], step)
+    if all(np.isfinite(array[lo:lo + step]).all() for lo in starts):
         return
-    bad = ~finite
-    n_nan = int(np.count_nonzero(np.isnan(array)))
-    n_inf = int(np.count_nonzero(bad)) - n_nan
-    rows = bad.reshape(bad.shape[0], -1).any(axis=1)
-    first = int(np.argmax(rows))
+    n_nan = n_bad = 0
+    first = -1
+    for lo in starts:
+        bad = ~np.isfinite(array[lo:lo + step])
+        n_nan += int(np.count_nonzero(np.isnan(array[lo:lo + step])))
+        n_bad += int(np.count_nonzero(bad))
+        rows = bad.reshape(bad.shape[0], -1).any(axis=1)
+        if first < 0 and rows.any():
+            first = lo + int(np.argmax(rows))
+    n_inf = n_bad - n_nan
     raise ValueError(
         f"{name}: contains {n_nan + n_inf} non-finite {what} ({n_nan} NaN, {n_inf} inf); "
         f"{where} {first}"

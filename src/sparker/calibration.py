@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from ._streaming import StandardizedRows, fingerprint, standardized_pool
 from ._validation import check_array, check_device, check_n_features, check_weights
 from .backends import check_backend, get_backend, run_all
 from .config import TrainingConfig
@@ -173,13 +174,8 @@ def expand_settings(settings: dict) -> list[TrainingConfig]:
 
 
 def _fingerprint(R: np.ndarray, w: np.ndarray | None) -> str:
-    """SHA-256 of the reference (shape, float64 values) and its weights."""
-    h = hashlib.sha256()
-    h.update(np.asarray(R.shape, dtype=np.int64).tobytes())
-    h.update(np.ascontiguousarray(R, dtype=np.float64).tobytes())
-    if w is not None:
-        h.update(np.ascontiguousarray(w, dtype=np.float64).tobytes())
-    return h.hexdigest()
+    """SHA-256 of the reference (shape, float64 values) and its weights, read in row chunks."""
+    return fingerprint([R], w)
 
 
 def _seq(seed: int, *key: int) -> np.random.SeedSequence:
@@ -488,13 +484,13 @@ class Calibration:
                                  "pass the reference it was made with")
             R = self.reference
         else:
-            R, _, _ = check_array(reference, name="reference", min_samples=2)
+            R, _, _ = check_array(reference, name="reference", min_samples=2, lean=True)
         wr = self.reference_weight if reference_weight is None else check_weights(
             reference_weight, R.shape[0], name="reference_weight")
         if _fingerprint(R, wr) != self.fingerprint:
             raise ValueError("reference: differs from the reference (or reference_weight) "
                              "this calibration was made with")
-        D, _, dev = check_array(data, name="data", min_samples=1)
+        D, _, dev = check_array(data, name="data", min_samples=1, lean=True)
         check_n_features(R.shape[1], D.shape[1], name="data")
         wd = check_weights(data_weight, D.shape[0], name="data_weight")
         n_weighted = None if wd is None else float(wd.sum())
@@ -787,7 +783,7 @@ def calibrate(
                n_expected=n_expected, poisson=poisson)
     if not (isinstance(data_tolerance, numbers.Real) and data_tolerance >= 0):
         raise ValueError(f"data_tolerance: must be a non-negative number, got {data_tolerance!r}")
-    R, _, dev = check_array(reference, name="reference", min_samples=2)
+    R, _, dev = check_array(reference, name="reference", min_samples=2, lean=True)  # memory maps stay
     wr = check_weights(reference_weight, R.shape[0], name="reference_weight")
     if not _is_int(n_data) or n_data < 1:
         raise ValueError(f"n_data: must be a positive integer, got {n_data!r}")
@@ -797,11 +793,12 @@ def calibrate(
     poisson = (n_expected is not None) if poisson is None else bool(poisson)
     n_expected = None if n_expected is None else float(n_expected)
 
-    Rs = Standardizer.fit(R).transform(R)  # as in SparKer.fit
+    Rs = StandardizedRows(R, Standardizer.fit(R))  # as in SparKer.fit, chunk by chunk
     widths = [resolve_widths(Rs, c, _seq(seed, _WIDTH_KEY)) for c in configs]
     spec = NullSpec("resample", R.shape[0], int(n_data), n_expected, poisson)
     fp = _fingerprint(R, wr)
-    problem = _ToyProblem(Rs.astype(np.float32), spec, wr, tuple(configs), tuple(widths), int(seed),
+    pool = standardized_pool([Rs], augmented=False).numpy()  # (N_R, d) float32
+    problem = _ToyProblem(pool, spec, wr, tuple(configs), tuple(widths), int(seed),
                           str(check_device(device, dev)))
     null = _run_toys(problem, n_null, replica_chunk=replica_chunk, backend=backend,
                      backend_options=_backend_options(scheduler, n_workers),
@@ -925,8 +922,8 @@ def test(
     _check_run(n_null=n_null, replica_chunk=replica_chunk, seed=seed, aggregation=aggregation,
                backend=backend, backend_options=_backend_options(scheduler, n_workers),
                n_expected=n_expected, poisson=poisson)
-    R, _, dev_r = check_array(reference, name="reference", min_samples=2)
-    D, _, dev_d = check_array(data, name="data", min_samples=1)
+    R, _, dev_r = check_array(reference, name="reference", min_samples=2, lean=True)  # memory maps stay
+    D, _, dev_d = check_array(data, name="data", min_samples=1, lean=True)
     check_n_features(R.shape[1], D.shape[1], name="data")
     wr = check_weights(reference_weight, R.shape[0], name="reference_weight")
     wd = check_weights(data_weight, D.shape[0], name="data_weight")
@@ -950,12 +947,13 @@ def test(
     configs = expand_settings(settings)
     _check_several(configs, n_null)
     n_expected = None if n_expected is None else float(n_expected)
-    Rs, Ds = (Standardizer.fit(R).transform(X) for X in (R, D))  # as in SparKer.fit
+    std = Standardizer.fit(R)
+    Rs, Ds = StandardizedRows(R, std), StandardizedRows(D, std)  # as in SparKer.fit, chunk by chunk
     widths = [resolve_widths(Rs, c, _seq(seed, _WIDTH_KEY)) for c in configs]
     spec = NullSpec("permutation", R.shape[0], D.shape[0], n_expected, False)
-    pool = np.concatenate([Rs, Ds]).astype(np.float32)  # (N_R + N_D, d): reference rows, then data
+    pool = standardized_pool([Rs, Ds], augmented=False).numpy()  # (N_R + N_D, d): reference, then data
     problem = _ToyProblem(pool, spec, None, tuple(configs), tuple(widths), int(seed), str(device))
-    fp = _fingerprint(np.concatenate([R, D]), None)
+    fp = fingerprint([R, D], None)  # of the stacked samples
     null_t = _run_toys(problem, n_null, replica_chunk=replica_chunk, backend=backend,
                        backend_options=_backend_options(scheduler, n_workers),
                        checkpoint=checkpoint, progress=progress,

@@ -254,7 +254,7 @@ def _named(table: np.ndarray, names: list[str] | None):
         return table
     import pandas as pd
 
-    return pd.DataFrame(table, columns=names)
+    return pd.DataFrame(table, columns=names, copy=False)  # a view: no second copy of a large table
 
 
 def _npz_key(path: Path, key: str | None) -> str | None:

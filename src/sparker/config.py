@@ -41,7 +41,7 @@ class TrainingConfig:
     sigma_end: float | None = None
     sigma_start_quantile: float = 0.9
     sigma_end_quantile: float = 0.003
-    lr_centres: float = 0.05
+    lr_centres: float = 0.07
     lr_amplitudes: float = 0.05
     a_max: float = 10.0
     l1: float = 0.5

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ._streaming import row_chunks
 from .config import TrainingConfig
 from .kernels import evaluate, get_competition
 from .schedules import pairwise_distance_quantiles, width_schedule
@@ -59,7 +60,6 @@ def init_centres(X: torch.Tensor, ref_weight: torch.Tensor, data_weight: torch.T
     """
     data_mask = (data_weight > 0).cpu().numpy()
     ref_mask = (ref_weight > 0).cpu().numpy()
-    Xc = X.detach().to("cpu", torch.float64)
     rows = []
     for b, rng in enumerate(rngs):
         cand = np.flatnonzero(data_mask[:, b])
@@ -74,7 +74,7 @@ def init_centres(X: torch.Tensor, ref_weight: torch.Tensor, data_weight: torch.T
                 )
             idx = np.concatenate([rng.permutation(cand),
                                   rng.choice(extra, size=n_kernels - len(cand), replace=False)])
-        rows.append(Xc[torch.as_tensor(idx)])
+        rows.append(X.detach()[torch.as_tensor(idx, device=X.device)].to("cpu", torch.float64))  # (M, d)
     return torch.stack(rows)
 
 
@@ -102,14 +102,16 @@ class StackFit:
 def stack_log_ratio(X: torch.Tensor, layers: list[TrainResult], competition: str) -> torch.Tensor:
     """Log ratio f(x) of a fitted stack at points X, in float64.
 
-    Returns a tensor of shape (n, B).
+    Returns a tensor of shape (n, B).  Evaluated over row chunks (no float64
+    copy of a large X); every row's value is the same as in one piece.
     """
     comp = get_competition(competition)
-    X64 = X.to(torch.float64)
     f = torch.zeros(X.shape[0], layers[0].centres.shape[0], dtype=torch.float64, device=X.device)
-    for layer in layers:
-        f += evaluate(X64, layer.centres.to(X.device), layer.amplitudes.to(X.device),
-                      layer.sigma, comp)[0]
+    for lo, hi in row_chunks(X.shape[0], X.shape[1]):
+        X64 = X[lo:hi].to(torch.float64)  # (n, d)
+        for layer in layers:
+            f[lo:hi] += evaluate(X64, layer.centres.to(X.device), layer.amplitudes.to(X.device),
+                                 layer.sigma, comp)[0]
     return f
 
 
@@ -122,6 +124,7 @@ def fit_stack(
     seeds,
     *,
     record_replicas=(0,),
+    augmented: torch.Tensor | None = None,
 ) -> StackFit:
     """Train every layer of ``config`` for B replicas.
 
@@ -138,6 +141,9 @@ def fit_stack(
         replica gives the same result alone or in any batch.
     record_replicas : sequence of int
         Replicas whose trajectories are recorded.
+    augmented : Tensor of shape (N, d+2), optional
+        ``augment_pool(X)`` if the caller holds it (``X`` typically its view
+        ``augmented[:, :d]``): the trainer then makes no copy of the pool.
     """
     B = ref_weight.shape[1]
     if len(seeds) != B:
@@ -162,6 +168,7 @@ def fit_stack(
             chunk_rows=layer.chunk_rows,
             record_every=layer.record_every,
             record_replicas=record_replicas,
+            augmented=augmented,
         )
         results.append(res)
         if k + 1 < len(widths):

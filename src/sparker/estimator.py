@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from ._streaming import StandardizedRows, column_absmax, column_mean, standardized_pool
 from ._validation import check_array, check_device, check_feature_names, check_n_features, check_weights
 from .config import LayerConfig, TrainingConfig
 from .ensemble import fit_stack, resolve_widths, stack_log_ratio
@@ -80,15 +81,26 @@ class Standardizer:
 
     @classmethod
     def fit(cls, X: np.ndarray, weight: np.ndarray | None = None) -> "Standardizer":
+        """Fit on ``X`` of shape (n_samples, n_features): any real dtype, memory maps included.
+
+        Without ``weight`` the moments are taken over row chunks (no float64 copy of
+        ``X``), bit for bit equal to the in-memory formula (:mod:`sparker._streaming`).
+        """
+        if weight is not None:
+            X = np.asarray(X, dtype=np.float64)
         with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-            mean = np.average(X, axis=0, weights=weight)
-            scale = np.sqrt(np.average((X - mean) ** 2, axis=0, weights=weight))
-        top = np.abs(X).max(axis=0, initial=0.0)
+            if weight is None:
+                mean = column_mean(X)
+                scale = np.sqrt(column_mean(X, center=mean))
+            else:
+                mean = np.average(X, axis=0, weights=weight)
+                scale = np.sqrt(np.average((X - mean) ** 2, axis=0, weights=weight))
+        top = column_absmax(X)
         extreme = (top > 0) & ((top < 1e-100) | (top > 1e100))
         if extreme.any():
             # magnitudes where squares underflow or sums overflow: moments of X / max|X|,
             # scaled back (columns of ordinary magnitude keep the plain formula)
-            Y = X[:, extreme] / top[extreme]
+            Y = np.asarray(X[:, extreme], dtype=np.float64) / top[extreme]
             mean_y = np.average(Y, axis=0, weights=weight)
             mean[extreme] = mean_y * top[extreme]
             scale[extreme] = np.sqrt(np.average((Y - mean_y) ** 2, axis=0, weights=weight)) * top[extreme]
@@ -99,23 +111,35 @@ class Standardizer:
         return cls(mean, scale)
 
     def transform(self, X: np.ndarray) -> np.ndarray:
+        Z, n_far = self.transform_counted(X)
+        warn_clipped(n_far)
+        return Z
+
+    def transform_counted(self, X: np.ndarray) -> tuple[np.ndarray, int]:
+        """:meth:`transform` without the warning: ``(Z, number of clipped values)``."""
         with np.errstate(over="ignore", invalid="ignore"):
             Z = (X - self.mean) / self.scale
             bad = ~np.isfinite(Z)
             if bad.any():  # X - mean overflowed (values near the float64 limits)
                 Z = np.where(bad, X / self.scale - self.mean / self.scale, Z)
         far = np.abs(Z) > Z_MAX
-        if far.any():
-            log.warning("%d value(s) lie beyond %g reference standard deviations from the reference "
-                        "mean and were clipped to it", int(far.sum()), Z_MAX)
+        n_far = int(far.sum()) if far.any() else 0
+        if n_far:
             Z = np.clip(Z, -Z_MAX, Z_MAX)
-        return Z
+        return Z, n_far
 
     def inverse(self, Z: np.ndarray) -> np.ndarray:
         with np.errstate(over="ignore"):
             X = Z * self.scale + self.mean
         big = np.finfo(np.float64).max  # a centre beyond the float64 range is reported at its edge
         return X if np.isfinite(X).all() else np.clip(X, -big, big)
+
+
+def warn_clipped(n_far: int) -> None:
+    """Log how many standardised values were clipped to ``[-Z_MAX, Z_MAX]`` (if any)."""
+    if n_far:
+        log.warning("%d value(s) lie beyond %g reference standard deviations from the reference "
+                    "mean and were clipped to it", n_far, Z_MAX)
 
 
 def reference_weights(n_ref: int, n_data: float, reference_weight, n_expected, normalize: bool):
@@ -154,8 +178,11 @@ class SparKer:
         The end quantile 0.003 (a kernel covering ~0.3% of the reference)
         localised the square2d clumps far better than 0.01 (measured, see
         ``docs/defaults.md``).
-    lr_centres : float, default=0.05
-        Adam step of the centres, in units of the current width.
+    lr_centres : float, default=0.07
+        Adam step of the centres, in units of the current width: a centre
+        moves by about ``lr_centres * sigma`` per step in any dimension (the
+        per-coordinate step is ``lr_centres * sigma / sqrt(d)``; 0.07 is the
+        square2d-tuned step of 0.05 per coordinate at d = 2).
     lr_amplitudes : float, default=0.05
         Adam step of the amplitudes.
     a_max : float, default=10
@@ -222,7 +249,7 @@ class SparKer:
         sigma_end: float | None = None,
         sigma_start_quantile: float = 0.9,
         sigma_end_quantile: float = 0.003,
-        lr_centres: float = 0.05,
+        lr_centres: float = 0.07,
         lr_amplitudes: float = 0.05,
         a_max: float = 10.0,
         l1: float = 0.5,
@@ -324,8 +351,9 @@ class SparKer:
         """
         cfg = self.training_config()
         n_min = max(2, max(layer.n_kernels for layer in cfg.layer_configs()))
-        R, names, dev_r = check_array(reference, name="reference", min_samples=n_min)
-        D, names_d, dev_d = check_array(data, name="data", min_samples=1)
+        # lean: arrays and memory maps stay as they are (no float64 copy); read in row chunks
+        R, names, dev_r = check_array(reference, name="reference", min_samples=n_min, lean=True)
+        D, names_d, dev_d = check_array(data, name="data", min_samples=1, lean=True)
         check_n_features(R.shape[1], D.shape[1], name="data")
         check_feature_names(names, names_d, name="data")
         if names is not None and len(set(names)) != len(names):
@@ -342,7 +370,7 @@ class SparKer:
         device = check_device(self.device, dev_r, dev_d)
 
         std = Standardizer.fit(R)
-        Rs, Ds = std.transform(R), std.transform(D)
+        Rs, Ds = StandardizedRows(R, std), StandardizedRows(D, std)  # standardised chunk by chunk
         seq = np.random.SeedSequence(self.seed)
         width_seed, init_seed = seq.spawn(2)
         widths = resolve_widths(Rs, cfg, width_seed)
@@ -351,13 +379,17 @@ class SparKer:
         w = reference_weights(R.shape[0], wd.sum(), wr, self.n_expected, normalize_reference)
         _check_weight_range(wd, name="data_weight")
         _check_weight_range(w, name="reference_weight" if wr is not None else "n_expected")
-        X = torch.as_tensor(np.concatenate([Rs, Ds]), dtype=torch.float32, device=device)
+        clipped = Rs.n_clipped + Ds.n_clipped
+        Xa = standardized_pool([Rs, Ds], device=device)  # (N, d+2) float32 [x, 1, ||x||^2]
+        warn_clipped(Rs.n_clipped + Ds.n_clipped - clipped)
+        X = Xa[:, : R.shape[1]]  # (N, d) the pool: reference rows, then data rows
         r = torch.zeros(X.shape[0], 1, dtype=torch.float32, device=device)
         dw = torch.zeros_like(r)
         r[: R.shape[0], 0] = torch.as_tensor(w, dtype=torch.float32)
         dw[R.shape[0]:, 0] = torch.as_tensor(wd, dtype=torch.float32)
 
-        fit = fit_stack(X, r, dw, cfg, widths, [init_seed])
+        fit = fit_stack(X, r, dw, cfg, widths, [init_seed], augmented=Xa)
+        del X, Xa
         _check_finite_fit(float(fit.statistic[0]), fit.layers)
         self._set_fitted(std, names, cfg, fit.layers, R.shape[1])
         self.statistic_ = float(fit.statistic[0])
@@ -425,7 +457,10 @@ class SparKer:
 
     # ---------------------------------------------------------------- summary
     def _gates(self, Z: np.ndarray) -> list[np.ndarray]:
-        """Per-layer gates phi (n, M_l) at standardised points Z."""
+        """Per-layer gates phi (n, M_l) at standardised points Z (or StandardizedRows, by chunks)."""
+        if isinstance(Z, StandardizedRows):  # row by row: chunks give the rows of the whole
+            parts = [self._gates(rows) for _, _, rows in Z.chunks()]
+            return [np.concatenate([p[k] for p in parts]) for k in range(len(self.layers_))]
         comp = get_competition(self.config_.competition)
         Zt = torch.as_tensor(Z, dtype=torch.float64)
         return [
@@ -475,8 +510,12 @@ class SparKer:
 
     def _top_candidates(self, D: np.ndarray, Ds: np.ndarray) -> dict:
         """Rows and coordinates (original units) of the fitted data's highest ``f``, for :meth:`top_points`."""
-        f = stack_log_ratio(torch.as_tensor(Ds, dtype=torch.float64), self._as_layers(),
-                            self.config_.competition)[:, 0].numpy()
+        layers = self._as_layers()
+        chunks = Ds.chunks() if isinstance(Ds, StandardizedRows) else [(0, len(Ds), Ds)]
+        f = np.concatenate([  # (n_data,), row by row
+            stack_log_ratio(torch.as_tensor(rows, dtype=torch.float64), layers, self.config_.competition)[:, 0].numpy()
+            for _, _, rows in chunks
+        ])
         order = np.argsort(-f, kind="stable")[:_TOP_STORED]
         return {"index": order, "points": np.array(D[order], dtype=np.float64)}
 

@@ -79,7 +79,8 @@ def read_table(
     -------
     array : numpy.ndarray
         The table as stored: any dtype and shape for ``.npy``/``.npz`` (a read-only
-        memory map for ``.npy``), float64 of shape (n_samples, n_features) for tables.
+        memory map for ``.npy``), float64 of shape (n_samples, n_features) for tables
+        (Parquet columns of one float dtype keep it: float32 stays float32).
         Not yet checked for shape or NaN: pass it to :func:`sparker._validation.check_array`.
     feature_names : list of str or None
         Column names of a CSV file with a header or of a Parquet file, else None.
@@ -347,14 +348,17 @@ def _read_parquet(
     import pandas as pd
 
     frame = pd.read_parquet(path)
-    return _table_to_array(frame, name=name, path=path, has_names=True)
+    return _table_to_array(frame, name=name, path=path, has_names=True, lean=True)
 
 
 def _table_to_array(
-    frame: Any, *, name: str, path: Path, has_names: bool
+    frame: Any, *, name: str, path: Path, has_names: bool, lean: bool = False
 ) -> tuple[np.ndarray, list[str] | None]:
-    """Convert a DataFrame read from ``path`` to a float64 array and its column names."""
-    array = _frame_to_array(frame, name=f"{name} ({path})")
+    """Convert a DataFrame read from ``path`` to a float64 array and its column names.
+
+    With ``lean``, columns of one float dtype keep it (no float64 copy of a float32 table).
+    """
+    array = _frame_to_array(frame, name=f"{name} ({path})", lean=lean)
     names = [str(column) for column in frame.columns] if has_names else None
     return array, names
 

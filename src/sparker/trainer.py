@@ -33,6 +33,7 @@ same updates as training it alone.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -184,8 +185,10 @@ class _Compiled:
         return self.eager(*args)
 
 
-#: elements x epochs above which "auto" compiles the chunk function
-_COMPILE_WORK = 3e9
+#: elements x epochs above which "auto" compiles the chunk function: a block of 16
+#: calibration toys at N = 20,000, M = 8, 1000 epochs (2.6e9) compiles, a single fit
+#: at that size (1.6e8) does not; the compiled code is reused by later blocks
+_COMPILE_WORK = 1e9
 
 
 def _loss_and_grad(Xa, chunks, centres, amps, sigma, r, dw, off, comp, need_grad=True, fn=_chunk_terms):
@@ -413,7 +416,7 @@ def train_replicas(
     widths: np.ndarray,
     *,
     competition: str = "kernel-softmax",
-    lr_centres: float = 0.05,
+    lr_centres: float = 0.07,
     lr_amplitudes: float = 0.05,
     centre_lr_follows_width: bool = True,
     a_max: float = 10.0,
@@ -423,6 +426,7 @@ def train_replicas(
     reseed_margin: float = 1.0,
     n_candidates: int = 128,
     offset: torch.Tensor | None = None,
+    augmented: torch.Tensor | None = None,
     chunk_rows: int | None = None,
     record_every: int = 10,
     record_replicas=(0,),
@@ -445,8 +449,11 @@ def train_replicas(
     competition : str
         Registered competition mode (:data:`sparker.kernels.COMPETITIONS`).
     lr_centres, lr_amplitudes : float
-        Adam step sizes.  With ``centre_lr_follows_width`` the centre step is
-        ``lr_centres * sigma(epoch)``, i.e. measured in units of the current width.
+        Adam step sizes.  With ``centre_lr_follows_width`` the per-coordinate
+        centre step is ``lr_centres * sigma(epoch) / sqrt(d)``, so a centre
+        moves by about ``lr_centres`` widths per step in any dimension (Adam
+        normalises every coordinate, so a per-coordinate step ``s`` moves a
+        centre by about ``s * sqrt(d)``).
     a_max : float
         Amplitudes are clamped to ``[-a_max, a_max]`` after every step.
     l1 : float
@@ -458,6 +465,8 @@ def train_replicas(
         are up to ``n_candidates`` data points per replica.
     offset : Tensor of shape (N, B), optional
         Fixed log ratio added to ``f`` (earlier layers of a multi-scale stack).
+    augmented : Tensor of shape (N, d+2), optional
+        ``augment_pool(X)`` when the caller already holds it: no second copy of the pool.
     chunk_rows : int, optional
         Rows per chunk (default: ~1 MB of activations).
     record_every : int
@@ -488,7 +497,11 @@ def train_replicas(
         widths = np.maximum(widths, MIN_WIDTH)
     epochs = len(widths)
     dtype = X.dtype
-    Xa = augment_pool(X)  # (N, d+2)
+    if augmented is not None and (augmented.shape != (X.shape[0], X.shape[1] + 2)
+                                  or augmented.dtype != X.dtype or augmented.device != X.device):
+        raise ValueError(f"augmented: expected augment_pool(X), shape {(X.shape[0], X.shape[1] + 2)}, "
+                         f"{X.dtype} on {X.device}; got {tuple(augmented.shape)}, {augmented.dtype}")
+    Xa = augment_pool(X) if augmented is None else augmented  # (N, d+2), built once per fit
     r = ref_weight.to(dtype).contiguous()
     dw = data_weight.to(dtype).contiguous()
     off = None if offset is None else offset.to(dtype).contiguous()
@@ -515,6 +528,7 @@ def train_replicas(
         hist["centres"].append(centres[rec].cpu().numpy().copy())
         hist["amplitudes"].append(amps[rec].cpu().numpy().copy())
 
+    sqrt_d = math.sqrt(centres.shape[-1])
     for e in range(epochs):
         sigma = float(widths[e])
         if e in reseed_epochs:
@@ -527,7 +541,9 @@ def train_replicas(
             record(e, sigma, loss_np)
         if l1:
             ga = ga + l1 * torch.sign(amps)
-        opt.step([gmu, ga], lr_scale=(sigma if centre_lr_follows_width else 1.0, 1.0))
+        # Adam moves every coordinate by about its step, a centre by sqrt(d) times it: a step
+        # of lr * sigma / sqrt(d) per coordinate moves a centre by about lr * sigma
+        opt.step([gmu, ga], lr_scale=(sigma / sqrt_d if centre_lr_follows_width else 1.0, 1.0))
         amps.clamp_(-a_max, a_max)
         if callback is not None:
             callback(e, loss_np)

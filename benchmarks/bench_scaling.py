@@ -1,0 +1,607 @@
+"""Scaling of SparKer and the baselines: time and peak memory against N, d, M and replicas.
+
+Parts (``--part``, several allowed; default all):
+
+``sweep``
+    SparKer's time per epoch and peak memory (RSS) against the pool size N, the
+    dimension d, the number of kernels M (one fit each, ``SparKer.fit``) and the
+    number of replicas B (``train_replicas``); the baselines MMD (``mmd``) and
+    kernel NPLM (``nplm_kernel``, small ``n_null``) against N.  Every point runs
+    in a fresh subprocess, so its peak RSS (``VmHWM``) is its own.
+``linearity``
+    Time per epoch at N and 4N (2.5e5 and 1e6 by default, d = 100), interleaved
+    in one process: the ratio should be near 4 (SPEC section 9).
+``flops``
+    The batched step's useful flop rate (6 N d B M per step) against a plain
+    ``torch.matmul`` of shape (N x d) @ (d x B*M), in one process, interleaved,
+    best of ``--repeats``: the fraction the issue asks to be >= 0.6.
+``chunks``
+    Time per epoch against the rows per chunk (what ``default_chunk_rows`` was
+    tuned on).
+``fits``
+    Full fits with default settings (1000 epochs): N_R = 10**6, N_D = 10**4,
+    d = 100 and N_R = 10**5, d = 2048, M = 8, the reference read memory-mapped
+    from a ``.npy`` file: wall time and peak RSS.
+``largest``
+    The largest reference size N_R (N_D = N_R / 10, d = 32) for which a method
+    finishes within ``--budget`` seconds (600), per method (SparKer, MMD,
+    kernel NPLM, default settings), for the statistic alone and for one
+    calibrated test with ``--n-null`` null samples (100).  N doubles until a
+    run takes longer than ``--cap`` seconds; beyond that the time is
+    extrapolated from the measured growth (the exponent between the last two
+    sizes, at least the method's asymptotic one: 1 for SparKer and NPLM, 2 for
+    MMD), and the output says so.  SparKer's largest N is predicted instead
+    from its per-epoch and re-seeding costs measured at two large N (its
+    small-N runs are dominated by per-epoch overheads, and large runs switch
+    to the compiled step); the plain extrapolation is kept beside it.
+
+Results go to ``--out`` (``scaling.json`` and PNG plots, matplotlib needed for
+the plots).  ``--quick`` shrinks every part to a few minutes in all.  On a busy
+machine run with ``--threads 1``: two OpenMP threads competing with other
+processes for two cores slow down by up to 10x, which no ratio survives.
+
+Usage::
+
+    python benchmarks/bench_scaling.py --quick --out /tmp/scaling
+    python benchmarks/bench_scaling.py --part fits linearity flops --threads 1 --out /tmp/scaling
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import sparker
+from sparker.baselines import mmd, nplm_kernel
+from sparker.schedules import width_schedule
+from sparker.trainer import _COMPILE_WORK, default_chunk_rows, train_replicas
+
+GiB = 2**30
+
+
+# ============================================================ measurements (in a worker)
+def _peak_rss() -> int:
+    """Peak resident set size of this process in bytes (VmHWM)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _samples(n_ref: int, n_data: int, d: int, seed: int = 0):
+    """float32 reference ~ N(0, I) and data with a 1% clump."""
+    rng = np.random.default_rng(seed)
+    R = rng.standard_normal((n_ref, d), dtype=np.float32)
+    D = rng.standard_normal((n_data, d), dtype=np.float32)
+    k = max(1, n_data // 100)
+    D[:k] = 0.2 * D[:k] + 1.0
+    return R, D
+
+
+def _replica_problem(N: int, d: int, B: int, M: int, seed: int = 0):
+    """Pool, B random reference/data splits (10% data), starting centres, widths."""
+    rng = np.random.default_rng(seed)
+    X = torch.as_tensor(rng.standard_normal((N, d), dtype=np.float32))
+    n_data = max(M, N // 10)
+    r = torch.zeros(N, B)
+    dw = torch.zeros(N, B)
+    idx = np.empty((B, M), dtype=np.int64)
+    for b in range(B):
+        rows = rng.permutation(N)
+        dw[rows[:n_data], b] = 1.0
+        r[rows[n_data:], b] = n_data / (N - n_data)
+        idx[b] = rows[:M]
+    C0 = X[torch.as_tensor(idx)].to(torch.float64)  # (B, M, d)
+    s0 = math.sqrt(2 * d)
+    return X, r, dw, C0, width_schedule("geometric", 1000, s0, 0.3 * s0)
+
+
+def _time_train(X, r, dw, C0, widths, epochs, fused="auto", chunk_rows=None) -> float:
+    """Seconds per training epoch, from the epoch callbacks (no set-up or final pass)."""
+    stamps = []
+    train_replicas(X, r, dw, C0, widths[:epochs], reseed=False, record_every=0, fused=fused,
+                   chunk_rows=chunk_rows, callback=lambda e, loss: stamps.append(time.perf_counter()))
+    return (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1)
+
+
+def work_fit_epoch(N, d, M, epochs=12, **_):
+    """SparKer.fit at N (N_D = N / 100): peak RSS of a short fit, then the time per epoch of
+    the same training (1 replica) from the trainer's epoch callbacks."""
+    R, D = _samples(N, max(M, N // 100), d)
+    start = time.perf_counter()
+    sparker.SparKer(n_kernels=M, epochs=2, reseed=False, record_every=0, seed=0).fit(R, D)
+    fixed = time.perf_counter() - start
+    rss = _peak_rss()  # the fit's own peak, before the timing run below
+    X, r, dw, C0, widths = _replica_problem(N, d, 1, M)
+    return {"epoch_s": _time_train(X, r, dw, C0, widths, epochs), "fixed_s": fixed, "fit_peak_rss": rss}
+
+
+def work_replicas_epoch(N, d, M, B, epochs=8, **_):
+    """train_replicas with B replicas: time per epoch, peak RSS."""
+    X, r, dw, C0, widths = _replica_problem(N, d, B, M)
+    return {"epoch_s": _time_train(X, r, dw, C0, widths, epochs)}
+
+
+def work_baseline(method, N, d, n_null, **_):
+    """One baseline test at N_R = N, N_D = N / 10."""
+    R, D = _samples(N, max(2, N // 10), d)
+    start = time.perf_counter()
+    if method == "mmd":
+        mmd(R, D, n_null=n_null, seed=0)
+    else:
+        nplm_kernel(R, D, n_null=n_null, seed=0)
+    return {"test_s": time.perf_counter() - start}
+
+
+def work_test(method, N, d, n_null, **_):
+    """At N_R = N, N_D = N / 10, default settings: one calibrated test with ``n_null`` null
+    samples, or with ``n_null = 0`` the statistic alone (SparKer: one fit; the baselines:
+    their smallest test, one null sample)."""
+    R, D = _samples(N, max(2, N // 10), d)
+    start = time.perf_counter()
+    if method == "sparker":
+        if n_null:
+            sparker.test(R, D, n_null=n_null, seed=0)
+        else:
+            sparker.SparKer(seed=0).fit(R, D)
+    elif method == "mmd":
+        mmd(R, D, n_null=max(1, n_null), seed=0)
+    else:
+        nplm_kernel(R, D, n_null=max(1, n_null), seed=0)
+    return {"test_s": time.perf_counter() - start}
+
+
+def work_sparker_model(N, d, n_null, epochs=1000, probe=24, **_):
+    """Predicted time of SparKer's fit and calibrated test at N_R = N, N_D = N / 10.
+
+    Measures, at this N: the fixed cost of a fit (standardising, widths, pool, kernel
+    table: a 2-epoch fit), the time per epoch and the cost of the 8 re-seeding passes for
+    1 replica (the observed fit) and for a block of 16 (the null toys), with the compiled
+    or eager step that ``fused="auto"`` picks for ``epochs`` epochs.  A test is the
+    observed fit plus ``ceil(n_null / 16)`` blocks.
+    """
+    R, D = _samples(N, max(2, N // 10), d)
+    start = time.perf_counter()
+    sparker.SparKer(epochs=2, reseed=False, seed=0).fit(R, D)
+    fixed = time.perf_counter() - start
+    out = {"fixed_s": fixed}
+    for B in (1, 16):
+        X, r, dw, C0, widths = _replica_problem(N + N // 10, d, B, 8)
+        fused = "compile" if (N + N // 10) * B * 8 * epochs >= _COMPILE_WORK else "eager"
+        _time_train(X, r, dw, C0, widths, 3, fused=fused)  # warm-up (and compilation)
+        stamps: list[float] = []
+        train_replicas(X, r, dw, C0, widths[:probe], reseed=True, record_every=0, fused=fused,
+                       callback=lambda e, loss, stamps=stamps: stamps.append(time.perf_counter()))
+        gaps = np.diff(stamps)
+        per_epoch = float(np.median(gaps))
+        out[f"epoch_s_B{B}"] = per_epoch
+        out[f"reseed_s_B{B}"] = float(np.sum(gaps) - per_epoch * len(gaps))  # the 8 re-seeding passes
+        out[f"fused_B{B}"] = fused
+    fit = fixed + epochs * out["epoch_s_B1"] + out["reseed_s_B1"]
+    blocks = -(-n_null // 16)
+    out["fit_s"] = fit
+    out["test_s"] = fit + blocks * (epochs * out["epoch_s_B16"] + out["reseed_s_B16"])
+    return out
+
+
+def work_full_fit(N, d, M, epochs, n_data, data_dir, **_):
+    """A default fit with the reference memory-mapped from a .npy file: time and peak RSS."""
+    path = Path(data_dir) / f"reference_{N}_{d}.npy"
+    if not path.exists():  # written in row blocks: never the whole array in memory
+        rng = np.random.default_rng(0)
+        mm = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(N, d))
+        for lo in range(0, N, 50_000):
+            mm[lo:lo + 50_000] = rng.standard_normal((min(N, lo + 50_000) - lo, d), dtype=np.float32)
+        mm.flush()
+        del mm
+    R = np.load(path, mmap_mode="r")
+    D = _samples(n_data, n_data, d, seed=1)[1]
+    start = time.perf_counter()
+    model = sparker.SparKer(n_kernels=M, epochs=epochs, seed=0).fit(R, D)
+    return {"fit_s": time.perf_counter() - start, "statistic": model.statistic_}
+
+
+WORKERS = {
+    "fit_epoch": work_fit_epoch,
+    "replicas_epoch": work_replicas_epoch,
+    "baseline": work_baseline,
+    "test": work_test,
+    "sparker_model": work_sparker_model,
+    "full_fit": work_full_fit,
+}
+
+
+def _worker(spec: dict) -> None:
+    if spec.get("threads"):
+        torch.set_num_threads(int(spec["threads"]))
+    out = WORKERS[spec["kind"]](**spec)
+    out["peak_rss"] = _peak_rss()
+    print("RESULT " + json.dumps(out), flush=True)
+
+
+def run_point(spec: dict, threads: int | None, timeout: float | None = None) -> dict | None:
+    """Run one measurement in a fresh process; None if it ran past ``timeout`` or failed."""
+    spec = {**spec, "threads": threads}
+    env = dict(os.environ)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, check=False,
+                              text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return None
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        print(f"    worker failed ({spec['kind']}): {proc.stderr.strip().splitlines()[-1:]}", flush=True)
+        return None
+    out = json.loads(lines[-1][len("RESULT "):])
+    out["wall_s"] = time.perf_counter() - start
+    return out
+
+
+# ============================================================ parts
+def part_sweep(args, results):
+    q = args.quick
+    res = results.setdefault("sweep", {})
+    grids = {
+        "N": [10_000, 100_000] if q else [10_000, 30_000, 100_000, 300_000, 1_000_000],
+        "d": [16, 64, 256] if q else [16, 64, 256, 1024, 2048],
+        "M": [2, 32] if q else [2, 4, 8, 16, 32],
+        "B": [1, 4, 16] if q else [1, 4, 16, 64],
+    }
+    base = {"N": 30_000 if q else 100_000, "d": 32, "M": 8}
+    print("\n== sweep: SparKer time per epoch and peak RSS", flush=True)
+    for axis in ("N", "d", "M"):
+        rows = []
+        for v in grids[axis]:
+            spec = {**base, axis: v, "kind": "fit_epoch"}
+            if axis == "d":
+                spec["N"] = 20_000
+            out = run_point(spec, args.threads)
+            if out:
+                out["peak_rss"] = out.pop("fit_peak_rss")  # the fit's peak, not the timing run's
+                rows.append({**spec, **out})
+                print(f"  {axis}={v:>8}: {1e3 * out['epoch_s']:9.2f} ms/epoch  peak RSS of the fit "
+                      f"{out['peak_rss'] / GiB:6.2f} GiB  (N={spec['N']}, d={spec['d']}, M={spec['M']})", flush=True)
+        res[f"sparker_vs_{axis}"] = rows
+    rows = []
+    for B in grids["B"]:
+        spec = {"kind": "replicas_epoch", "N": 20_000, "d": 32, "M": 8, "B": B}
+        out = run_point(spec, args.threads)
+        if out:
+            rows.append({**spec, **out})
+            print(f"  B={B:>8}: {1e3 * out['epoch_s']:9.2f} ms/epoch  "
+                  f"({1e3 * out['epoch_s'] / B:.2f} ms per replica)  peak RSS {out['peak_rss'] / GiB:.2f} GiB",
+                  flush=True)
+    res["sparker_vs_B"] = rows
+    print("\n== sweep: baselines against N (N_R = N, N_D = N / 10, d = 32)", flush=True)
+    for method, n_null in (("mmd", 10), ("nplm_kernel", 4)):
+        rows = []
+        N = 1_000
+        while N <= (8_000 if q else 1_000_000):
+            spec = {"kind": "baseline", "method": method, "N": N, "d": 32, "n_null": n_null}
+            out = run_point(spec, args.threads, timeout=args.cap)
+            if out is None:
+                print(f"  {method} N={N}: longer than --cap {args.cap:g} s; stopping", flush=True)
+                break
+            rows.append({**spec, **out})
+            print(f"  {method:<11} N={N:>8}: {out['test_s']:8.2f} s per test (n_null={n_null})  "
+                  f"peak RSS {out['peak_rss'] / GiB:.2f} GiB", flush=True)
+            N *= 2
+        res[f"{method}_vs_N"] = rows
+
+
+def part_linearity(args, results):
+    n1, n4 = (50_000, 200_000) if args.quick else (250_000, 1_000_000)
+    d = 100
+    print(f"\n== linearity: time per epoch at N={n1} and N={n4} (d={d}, M=8, B=1), interleaved", flush=True)
+    X, r, dw, C0, widths = _replica_problem(n4, d, 1, 8)
+    small = (X[:n1], r[:n1].contiguous(), dw[:n1].contiguous(), C0, widths)  # the first N rows: same mix
+    big = (X, r, dw, C0, widths)
+    epochs = 6 if args.quick else 11
+    for prob in (small, big):
+        _time_train(*prob, 3)  # warm-up
+    t = {n1: [], n4: []}
+    for _ in range(args.repeats):
+        t[n1].append(_time_train(*small, epochs))
+        t[n4].append(_time_train(*big, epochs))
+    b1, b4 = min(t[n1]), min(t[n4])  # noise from other processes only adds time: best of repeats
+    m1, m4 = float(np.median(t[n1])), float(np.median(t[n4]))
+    print(f"  N={n1}: {1e3 * b1:.1f} ms/epoch  N={n4}: {1e3 * b4:.1f} ms/epoch (best of {args.repeats})  "
+          f"ratio {b4 / b1:.2f}; medians {1e3 * m1:.1f} / {1e3 * m4:.1f} ms, ratio {m4 / m1:.2f} "
+          f"(linear: 4; target [3.5, 4.5])", flush=True)
+    print(f"  all (ms): {[round(1e3 * x, 1) for x in t[n1]]} / {[round(1e3 * x, 1) for x in t[n4]]}", flush=True)
+    results["linearity"] = {"N": [n1, n4], "d": d, "epoch_s": [b1, b4], "ratio": b4 / b1,
+                            "median_ratio": m4 / m1, "all": {str(k): v for k, v in t.items()}}
+
+
+def _matmul_time(N, d, K) -> float:
+    A = torch.randn(N, d)
+    W = torch.randn(d, K)
+    for _ in range(2):
+        A @ W
+    start = time.perf_counter()
+    for _ in range(10):
+        A @ W
+    return (time.perf_counter() - start) / 10
+
+
+def part_flops(args, results):
+    N, B, M = 20_000, 32, 8
+    dims = [32, 1024] if args.quick else [32, 100, 1024]
+    print(f"\n== flops: batched step vs plain matmul (N={N}, B={B}, M={M}; 6 N d B M flops per step)", flush=True)
+    rows = []
+    for d in dims:
+        X, r, dw, C0, widths = _replica_problem(N, d, B, M)
+        for fused in ("eager", "compile"):
+            _time_train(X, r, dw, C0, widths, 2, fused=fused)  # warm-up / compilation
+            steps, mms = [], []
+            epochs = 6 if d > 256 else 11
+            for _ in range(args.repeats):
+                steps.append(_time_train(X, r, dw, C0, widths, epochs, fused=fused))
+                mms.append(_matmul_time(N, d, B * M))
+            step, mm = min(steps), min(mms)
+            rate, mm_rate = 6.0 * N * d * B * M / step, 2.0 * N * d * B * M / mm
+            rows.append({"d": d, "fused": fused, "step_s": step, "matmul_s": mm, "fraction": rate / mm_rate,
+                         "median_fraction": float(np.median([(6 * N * d * B * M / s) / (2 * N * d * B * M / m)
+                                                             for s, m in zip(steps, mms)]))})
+            print(f"  d={d:>5} {fused:>7}: step {1e3 * step:8.1f} ms  {rate / 1e9:6.1f} GF/s   matmul "
+                  f"{mm_rate / 1e9:6.1f} GF/s   fraction {rate / mm_rate:.2f} (best of {args.repeats}; "
+                  f"median {rows[-1]['median_fraction']:.2f})", flush=True)
+    results["flops"] = rows
+
+
+def part_chunks(args, results):
+    print("\n== chunks: time per epoch against rows per chunk", flush=True)
+    shapes = [(100_000, 100, 1), (50_000, 32, 16), (20_000, 1024, 16), (20_000, 2048, 1)]
+    if args.quick:
+        shapes = shapes[:2]
+    rows = []
+    for N, d, B in shapes:
+        X, r, dw, C0, widths = _replica_problem(N, d, B, 8)
+        default = default_chunk_rows(N, B * 8, d)
+        line = []
+        for rows_ in sorted({256, 512, 1024, 2048, 4096, 8192, 16384, 32768, default}):
+            t = min(_time_train(X, r, dw, C0, widths, 4, fused="eager", chunk_rows=rows_) for _ in range(2))
+            rows.append({"N": N, "d": d, "B": B, "chunk_rows": rows_, "epoch_s": t, "default": rows_ == default})
+            line.append(f"{rows_}{'*' if rows_ == default else ''}:{1e3 * t:.0f}")
+        print(f"  N={N} d={d} B={B} (ms/epoch; * = default): " + " ".join(line), flush=True)
+    results["chunks"] = rows
+
+
+def part_fits(args, results):
+    epochs = 20 if args.quick else 1000
+    cases = [(1_000_000, 100), (100_000, 2048)]
+    if args.quick:
+        cases = [(200_000, 100), (20_000, 2048)]
+    print(f"\n== fits: SparKer.fit, M=8, N_D=10**4, {epochs} epochs, reference memory-mapped (.npy)", flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory(dir=args.data_dir) as tmp:
+        for N, d in cases:
+            spec = {"kind": "full_fit", "N": N, "d": d, "M": 8, "epochs": epochs, "n_data": 10_000,
+                    "data_dir": tmp}
+            out = run_point(spec, args.threads)
+            if out:
+                rows.append({**{k: v for k, v in spec.items() if k != "data_dir"}, **out})
+                print(f"  N_R={N:>8} d={d:>5}: fit {out['fit_s']:7.1f} s  peak RSS {out['peak_rss'] / GiB:.2f} GiB "
+                      f"(incl. the memory-mapped file's resident pages)  t={out['statistic']:.3f}", flush=True)
+    results["fits"] = rows
+
+
+def _extrapolate(rows, budget, min_exponent):
+    """Largest N with predicted time <= budget from the last two measured (N, time) points."""
+    (n0, t0), (n1, t1) = rows[-2], rows[-1]
+    k = max(min_exponent, math.log(t1 / t0) / math.log(n1 / n0)) if t1 > 0 and t0 > 0 else min_exponent
+    return n1 * (budget / t1) ** (1.0 / k), k
+
+
+def _largest_measured(method, n_null, args, min_k):
+    """Run tests at N_R = 1000, 2000, ... until one takes longer than --cap; extrapolate."""
+    rows = []
+    N = 1_000
+    while True:
+        spec = {"kind": "test", "method": method, "N": N, "d": 32, "n_null": n_null}
+        out = run_point(spec, args.threads, timeout=min(args.cap, args.budget))
+        if out is None:
+            break
+        rows.append((N, out["test_s"]))
+        print(f"  {method:<11} N_R={N:>8}: {out['test_s']:8.1f} s  peak RSS {out['peak_rss'] / GiB:.2f} GiB",
+              flush=True)
+        if out["test_s"] > args.budget:
+            break
+        N *= 2
+    if not rows:
+        return {"largest_N": None, "note": "the smallest size already ran past the cap", "points": []}
+    if len(rows) >= 2 and rows[-1][1] < args.budget:
+        n_max, k = _extrapolate(rows, args.budget, min_k)
+        note = (f"extrapolated: time ~ N^{k:.2f} from N_R={rows[-2][0]}..{rows[-1][0]} "
+                f"(measured up to N_R={rows[-1][0]}: {rows[-1][1]:.0f} s)")
+    else:
+        n_max = max((n for n, t in rows if t <= args.budget), default=None)
+        note = "measured"
+    return {"largest_N": None if n_max is None else int(n_max), "note": note,
+            "points": [{"N": n, "test_s": t} for n, t in rows]}
+
+
+def _largest_sparker_model(n_null, args):
+    """SparKer's time at two large N from measured per-epoch costs; linear in N between them."""
+    sizes = (20_000, 60_000) if args.quick else (100_000, 400_000)
+    pts = []
+    for N in sizes:
+        out = run_point({"kind": "sparker_model", "N": N, "d": 32, "n_null": n_null}, args.threads)
+        if out is None:
+            return None
+        key = "test_s" if n_null else "fit_s"
+        pts.append((N, out[key]))
+        print(f"  sparker     N_R={N:>8}: predicted {out[key]:8.1f} s  ({1e3 * out['epoch_s_B1']:.1f} ms/epoch "
+              f"for the fit, {1e3 * out['epoch_s_B16']:.1f} ms/epoch per block of 16 toys, "
+              f"{out['fused_B16']}; peak RSS {out['peak_rss'] / GiB:.2f} GiB)", flush=True)
+    (n0, t0), (n1, t1) = pts
+    slope = (t1 - t0) / (n1 - n0)
+    n_max = n1 + (args.budget - t1) / slope if slope > 0 else None
+    note = (f"predicted from per-epoch times measured at N_R={n0} ({t0:.0f} s) and {n1} ({t1:.0f} s), "
+            f"linear in N")
+    return {"largest_N": None if n_max is None else int(n_max), "note": note,
+            "points": [{"N": n, "test_s": t, "predicted": True} for n, t in pts]}
+
+
+def part_largest(args, results):
+    asymptotic = {"sparker": 1.0, "mmd": 2.0, "nplm_kernel": 1.0}
+    out = {"budget_s": args.budget, "n_null": args.n_null}
+    for n_null, label in ((0, "statistic"), (args.n_null, "test")):
+        what = ("the statistic alone (SparKer: one fit, 1000 epochs; MMD, kernel NPLM: one null sample)"
+                if n_null == 0 else f"one calibrated test with {n_null} null samples")
+        print(f"\n== largest N_R (N_D = N_R / 10, d = 32) for {what} within {args.budget:g} s; runs are "
+              f"capped at {args.cap:g} s, beyond that extrapolated", flush=True)
+        table = {m: _largest_measured(m, n_null, args, k) for m, k in asymptotic.items()}
+        model = _largest_sparker_model(n_null, args)
+        if model is not None:
+            table["sparker"]["extrapolated_N"] = table["sparker"]["largest_N"]
+            table["sparker"].update({k: v for k, v in model.items() if k != "points"})
+            table["sparker"]["points"] += model["points"]
+        print(f"\n  largest N_R within {args.budget:g} s, {what}:")
+        for method, row in table.items():
+            n = row["largest_N"]
+            print(f"    {method:<11} {'-' if n is None else f'{n:,.0f}':>14}   {row['note']}")
+        out[label] = table
+    results["largest"] = out
+
+
+# ============================================================ plots
+def plot(results, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    sweep = results.get("sweep")
+    if sweep:
+        fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+        ax = axes[0, 0]
+        rows = sweep.get("sparker_vs_N", [])
+        if rows:
+            ax.loglog([r["N"] for r in rows], [r["epoch_s"] for r in rows], "o-", label="SparKer, per epoch")
+            ax.loglog([r["N"] for r in rows], [1000 * r["epoch_s"] + r["fixed_s"] for r in rows], "o--",
+                      label="SparKer fit, 1000 epochs (est.)")
+        for method, style in (("mmd", "s-"), ("nplm_kernel", "^-")):
+            rows_b = sweep.get(f"{method}_vs_N", [])
+            if rows_b:
+                ax.loglog([r["N"] for r in rows_b], [r["test_s"] for r in rows_b], style,
+                          label=f"{method}, one test (n_null={rows_b[0]['n_null']})")
+        ax.set(xlabel="N (reference points)", ylabel="seconds", title="time against N (d = 32)")
+        ax.legend(fontsize=8)
+        ax = axes[0, 1]
+        for key, label in (("sparker_vs_N", "SparKer fit"), ("mmd_vs_N", "mmd"), ("nplm_kernel_vs_N", "nplm_kernel")):
+            rows_m = sweep.get(key, [])
+            if rows_m:
+                ax.loglog([r["N"] for r in rows_m], [r["peak_rss"] / GiB for r in rows_m], "o-", label=label)
+        ax.set(xlabel="N", ylabel="peak RSS (GiB)", title="peak memory against N")
+        ax.legend(fontsize=8)
+        ax = axes[1, 0]
+        rows = sweep.get("sparker_vs_d", [])
+        if rows:
+            ax.loglog([r["d"] for r in rows], [r["epoch_s"] for r in rows], "o-", label="time per epoch (s)")
+            ax.loglog([r["d"] for r in rows], [r["peak_rss"] / GiB for r in rows], "s--", label="peak RSS (GiB)")
+        ax.set(xlabel="d", title="SparKer against d (N = 20,000, M = 8)")
+        ax.legend(fontsize=8)
+        ax = axes[1, 1]
+        for key, label in (("sparker_vs_M", "M kernels (B = 1)"), ("sparker_vs_B", "B replicas (M = 8)")):
+            rows = sweep.get(key, [])
+            if rows:
+                x = [r["M"] if key.endswith("M") else r["B"] for r in rows]
+                ax.loglog(x, [r["epoch_s"] for r in rows], "o-", label=label)
+        ax.set(xlabel="M or B", ylabel="seconds per epoch", title="SparKer against M and B")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = out / "scaling.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    largest = results.get("largest")
+    if largest:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        for ax, label in zip(axes, ("statistic", "test")):
+            for method, row in largest.get(label, {}).items():
+                pts = [pt for pt in row.get("points", []) if not pt.get("predicted")]
+                pred = [pt for pt in row.get("points", []) if pt.get("predicted")]
+                if pts:
+                    line = ax.loglog([pt["N"] for pt in pts], [pt["test_s"] for pt in pts], "o-", label=method)[0]
+                    if pred:
+                        ax.loglog([pt["N"] for pt in pred], [pt["test_s"] for pt in pred], "x--",
+                                  color=line.get_color(), label=f"{method} (predicted)")
+            ax.axhline(largest["budget_s"], color="grey", ls=":", label="budget")
+            title = "statistic alone" if label == "statistic" else f"test, {largest['n_null']} null samples"
+            ax.set(xlabel="N_R (N_D = N_R / 10, d = 32)", ylabel="seconds", title=title)
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = out / "largest_n.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+PARTS = {
+    "sweep": part_sweep,
+    "linearity": part_linearity,
+    "flops": part_flops,
+    "chunks": part_chunks,
+    "fits": part_fits,
+    "largest": part_largest,
+}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--part", nargs="+", choices=sorted(PARTS), default=None, help="parts to run (default: all)")
+    p.add_argument("--out", type=Path, default=Path("scaling-results"), help="folder for JSON and PNGs")
+    p.add_argument("--quick", action="store_true", help="small sizes: a few minutes in all")
+    p.add_argument("--threads", type=int, default=None, help="torch/OpenMP threads (default: torch's)")
+    p.add_argument("--budget", type=float, default=600.0, help="seconds for 'largest' (default: 600)")
+    p.add_argument("--cap", type=float, default=None,
+                   help="longest single run before extrapolating (default: 60 s, 8 s with --quick)")
+    p.add_argument("--n-null", type=int, default=100, help="null samples per test in 'largest' (default: 100)")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved repeats in 'linearity' and 'flops'")
+    p.add_argument("--data-dir", default=None, help="where 'fits' writes its temporary .npy (default: TMPDIR)")
+    args = p.parse_args(argv)
+    if args.worker:
+        _worker(json.loads(args.worker))
+        return 0
+    if args.cap is None:
+        args.cap = 8.0 if args.quick else 60.0
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    parts = args.part or ["sweep", "linearity", "flops", "chunks", "fits", "largest"]
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}, "
+          f"load average {os.getloadavg()[0]:.1f}, quick={args.quick}", flush=True)
+    results: dict = {"threads": torch.get_num_threads(), "quick": args.quick}
+    start = time.perf_counter()
+    for name in parts:
+        PARTS[name](args, results)
+        (args.out / "scaling.json").write_text(json.dumps(results, indent=1))
+    try:
+        for path in plot(results, args.out):
+            print(f"wrote {path}")
+    except ImportError:
+        print("matplotlib is not installed: no plots")
+    print(f"wrote {args.out / 'scaling.json'}; total {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
