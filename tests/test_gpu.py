@@ -51,7 +51,7 @@ def test_augmented_pool_and_chunks_on_device():
     X = torch.randn(1_000, 5, device=DEVICE)
     Xa = augment_pool(X)
     assert Xa.device.type == torch.device(DEVICE).type and Xa.shape == (1_000, 7)
-    rows = default_chunk_rows(10**7, 128, 100, torch.device(DEVICE))
+    rows = default_chunk_rows(10**7, 128)
     assert 256 <= rows <= 10**7
 
 
