@@ -25,7 +25,7 @@ import multiprocessing as mp
 import os
 from typing import Callable, Iterator
 
-__all__ = ["BACKENDS", "check_backend", "get_backend", "run_all"]
+__all__ = ["BACKENDS", "backend_options", "check_backend", "get_backend", "run_all"]
 
 
 class InProcess:
@@ -163,6 +163,11 @@ def check_backend(name: str, **options) -> None:
         )
     if name == "dask" and options.get("scheduler") is None:
         raise ValueError("scheduler: the 'dask' back end needs a scheduler address, a cluster or a Client")
+
+
+def backend_options(scheduler=None, n_workers=None) -> dict:
+    """The back-end options a caller was given (``None`` = not given), as keyword arguments."""
+    return {k: v for k, v in (("scheduler", scheduler), ("n_workers", n_workers)) if v is not None}
 
 
 def get_backend(name: str, **options):

@@ -47,7 +47,7 @@ import torch
 from . import __version__
 from ._streaming import StandardizedRows, fingerprint, standardized_pool
 from ._validation import check_array, check_device, check_n_features, check_weights
-from .backends import check_backend, get_backend, run_all
+from .backends import backend_options, check_backend, get_backend, run_all
 from .config import TrainingConfig
 from .ensemble import fit_stack, resolve_widths
 from .estimator import SparKer, Standardizer, validate_config
@@ -673,15 +673,6 @@ def _check_several(configs, n_null) -> None:
         raise ValueError(f"n_null: aggregating {len(configs)} configurations needs at least 2 toys")
 
 
-def _backend_options(scheduler, n_workers) -> dict:
-    opts = {}
-    if scheduler is not None:
-        opts["scheduler"] = scheduler
-    if n_workers is not None:
-        opts["n_workers"] = n_workers
-    return opts
-
-
 def _run_id(fp, configs, widths, seed, n_null, spec: NullSpec, ref_weight) -> str:
     blob = json.dumps({
         "fp": fp, "configs": [c.to_dict() for c in configs], "widths": [[list(p) for p in w] for w in widths],
@@ -779,7 +770,7 @@ def calibrate(
         Naming the offending argument, before any training.
     """
     _check_run(n_null=n_null, replica_chunk=replica_chunk, seed=seed, aggregation=aggregation,
-               backend=backend, backend_options=_backend_options(scheduler, n_workers),
+               backend=backend, backend_options=backend_options(scheduler, n_workers),
                n_expected=n_expected, poisson=poisson)
     if not (isinstance(data_tolerance, numbers.Real) and data_tolerance >= 0):
         raise ValueError(f"data_tolerance: must be a non-negative number, got {data_tolerance!r}")
@@ -801,7 +792,7 @@ def calibrate(
     problem = _ToyProblem(pool, spec, wr, tuple(configs), tuple(widths), int(seed),
                           str(check_device(device, dev)))
     null = _run_toys(problem, n_null, replica_chunk=replica_chunk, backend=backend,
-                     backend_options=_backend_options(scheduler, n_workers),
+                     backend_options=backend_options(scheduler, n_workers),
                      checkpoint=checkpoint, progress=progress,
                      run_id=_run_id(fp, configs, widths, seed, n_null, spec, wr))
     return Calibration(
@@ -920,7 +911,7 @@ def test(
         return calibration.test(data, reference, reference_weight=reference_weight,
                                 data_weight=data_weight, device=device)
     _check_run(n_null=n_null, replica_chunk=replica_chunk, seed=seed, aggregation=aggregation,
-               backend=backend, backend_options=_backend_options(scheduler, n_workers),
+               backend=backend, backend_options=backend_options(scheduler, n_workers),
                n_expected=n_expected, poisson=poisson)
     R, _, dev_r = check_array(reference, name="reference", min_samples=2, lean=True)  # memory maps stay
     D, _, dev_d = check_array(data, name="data", min_samples=1, lean=True)
@@ -955,7 +946,7 @@ def test(
     problem = _ToyProblem(pool, spec, None, tuple(configs), tuple(widths), int(seed), str(device))
     fp = fingerprint([R, D], None)  # of the stacked samples
     null_t = _run_toys(problem, n_null, replica_chunk=replica_chunk, backend=backend,
-                       backend_options=_backend_options(scheduler, n_workers),
+                       backend_options=backend_options(scheduler, n_workers),
                        checkpoint=checkpoint, progress=progress,
                        run_id=_run_id(fp, configs, widths, seed, n_null, spec, None))
     t_obs, models = _fit_observed(R, D, None, None, configs, seed, n_expected, device)

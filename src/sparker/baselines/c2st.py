@@ -45,7 +45,7 @@ import numbers
 
 import numpy as np
 
-from ..backends import check_backend, get_backend, run_all
+from ..backends import backend_options, check_backend, get_backend, run_all
 from ..calibration import TestResult
 from . import _common as C
 
@@ -234,7 +234,7 @@ def c2st(
                                         test_fraction, max_iter, learning_rate, max_leaf_nodes,
                                         early_stopping, classifier_options)
     toy_chunk = C.check_positive_int(toy_chunk, name="toy_chunk")
-    options_backend = {k: v for k, v in (("scheduler", scheduler), ("n_workers", n_workers)) if v is not None}
+    options_backend = backend_options(scheduler, n_workers)
     check_backend(backend, **options_backend)
     edges = _bin_edges(problem.reference, np.random.default_rng(C.seq(problem.seed, C.WIDTH_KEY)))
     X_obs, r_obs, d_obs = problem.observed()
