@@ -89,8 +89,8 @@ def _samples(n_ref: int, n_data: int, d: int, seed: int = 0):
     return R, D
 
 
-def _replica_problem(N: int, d: int, B: int, M: int, seed: int = 0):
-    """Pool, B random reference/data splits (10% data), starting centres, widths."""
+def _replica_problem(N: int, d: int, B: int, M: int, seed: int = 0, device: str = "cpu"):
+    """Pool, B random reference/data splits (10% data), starting centres, widths (on ``device``)."""
     rng = np.random.default_rng(seed)
     X = torch.as_tensor(rng.standard_normal((N, d), dtype=np.float32))
     n_data = max(M, N // 10)
@@ -104,6 +104,7 @@ def _replica_problem(N: int, d: int, B: int, M: int, seed: int = 0):
         idx[b] = rows[:M]
     C0 = X[torch.as_tensor(idx)].to(torch.float64)  # (B, M, d)
     s0 = math.sqrt(2 * d)
+    X, r, dw, C0 = (t.to(device) for t in (X, r, dw, C0))
     return X, r, dw, C0, width_schedule("geometric", 1000, s0, 0.3 * s0)
 
 
@@ -307,7 +308,7 @@ def part_linearity(args, results):
     n1, n4 = (50_000, 200_000) if args.quick else (250_000, 1_000_000)
     d = 100
     print(f"\n== linearity: time per epoch at N={n1} and N={n4} (d={d}, M=8, B=1), interleaved", flush=True)
-    X, r, dw, C0, widths = _replica_problem(n4, d, 1, 8)
+    X, r, dw, C0, widths = _replica_problem(n4, d, 1, 8, device=args.device)
     small = (X[:n1], r[:n1].contiguous(), dw[:n1].contiguous(), C0, widths)  # the first N rows: same mix
     big = (X, r, dw, C0, widths)
     epochs = 6 if args.quick else 11
@@ -327,31 +328,41 @@ def part_linearity(args, results):
                             "median_ratio": m4 / m1, "all": {str(k): v for k, v in t.items()}}
 
 
-def _matmul_time(N, d, K) -> float:
-    A = torch.randn(N, d)
-    W = torch.randn(d, K)
+def _sync(device: str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _matmul_time(N, d, K, device="cpu") -> float:
+    A = torch.randn(N, d, device=device)
+    W = torch.randn(d, K, device=device)
     for _ in range(2):
         A @ W
+    _sync(device)
     start = time.perf_counter()
     for _ in range(10):
         A @ W
+    _sync(device)
     return (time.perf_counter() - start) / 10
 
 
 def part_flops(args, results):
     N, B, M = 20_000, 32, 8
-    dims = [32, 1024] if args.quick else [32, 100, 1024]
-    print(f"\n== flops: batched step vs plain matmul (N={N}, B={B}, M={M}; 6 N d B M flops per step)", flush=True)
+    dims = args.flops_dims or ([32, 1024] if args.quick else [32, 100, 1024])
+    if str(args.device).startswith("cuda"):
+        N = 200_000  # a GPU needs more work per step to leave launch overheads behind
+    print(f"\n== flops on {args.device}: batched step vs plain matmul (N={N}, B={B}, M={M}; "
+          f"6 N d B M flops per step)", flush=True)
     rows = []
     for d in dims:
-        X, r, dw, C0, widths = _replica_problem(N, d, B, M)
+        X, r, dw, C0, widths = _replica_problem(N, d, B, M, device=args.device)
         for fused in ("eager", "compile"):
             _time_train(X, r, dw, C0, widths, 2, fused=fused)  # warm-up / compilation
             steps, mms = [], []
             epochs = 6 if d > 256 else 11
             for _ in range(args.repeats):
                 steps.append(_time_train(X, r, dw, C0, widths, epochs, fused=fused))
-                mms.append(_matmul_time(N, d, B * M))
+                mms.append(_matmul_time(N, d, B * M, args.device))
             step, mm = min(steps), min(mms)
             rate, mm_rate = 6.0 * N * d * B * M / step, 2.0 * N * d * B * M / mm
             rows.append({"d": d, "fused": fused, "step_s": step, "matmul_s": mm, "fraction": rate / mm_rate,
@@ -371,7 +382,7 @@ def part_chunks(args, results):
     rows = []
     for N, d, B in shapes:
         X, r, dw, C0, widths = _replica_problem(N, d, B, 8)
-        default = default_chunk_rows(N, B * 8, d)
+        default = default_chunk_rows(N, B * 8)
         line = []
         for rows_ in sorted({256, 512, 1024, 2048, 4096, 8192, 16384, 32768, default}):
             t = min(_time_train(X, r, dw, C0, widths, 4, fused="eager", chunk_rows=rows_) for _ in range(2))
@@ -576,6 +587,10 @@ def main(argv=None) -> int:
                    help="longest single run before extrapolating (default: 60 s, 8 s with --quick)")
     p.add_argument("--n-null", type=int, default=100, help="null samples per test in 'largest' (default: 100)")
     p.add_argument("--repeats", type=int, default=3, help="interleaved repeats in 'linearity' and 'flops'")
+    p.add_argument("--flops-dims", type=int, nargs="+", default=None,
+                   help="dimensions of the 'flops' part (default: 32 100 1024)")
+    p.add_argument("--device", default="cpu",
+                   help="device of the 'linearity' and 'flops' parts, e.g. cuda (default: cpu)")
     p.add_argument("--data-dir", default=None, help="where 'fits' writes its temporary .npy (default: TMPDIR)")
     args = p.parse_args(argv)
     if args.worker:

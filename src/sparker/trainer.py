@@ -41,7 +41,7 @@ import torch
 
 from .kernels import augment_centres, augment_pool, get_competition
 
-__all__ = ["TrainResult", "train_replicas", "default_chunk_rows", "evaluate_loss"]
+__all__ = ["TrainResult", "train_replicas", "default_chunk_rows", "chunk_elements", "evaluate_loss"]
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +59,32 @@ MIN_WIDTH = 1e-6
 _F_CLAMP = 60.0
 
 
-def default_chunk_rows(n_rows: int, n_columns: int) -> int:
-    """Rows per chunk so that one (rows x B*M) float32 activation is ~1 MB."""
-    return int(min(n_rows, max(256, _CHUNK_ELEMENTS // max(1, n_columns))))
+#: on a CUDA device, the float32 temporaries of one chunk (about 12 arrays of rows x B*M)
+#: may take this fraction of the free device memory ...
+_GPU_MEMORY_FRACTION = 0.25
+#: ... up to this many elements per array (256 MB): beyond it launches are already amortised
+_GPU_CHUNK_ELEMENTS_MAX = 1 << 26
+
+
+def chunk_elements(device=None) -> int:
+    """Element budget (rows x columns) of one chunk's activations on ``device``.
+
+    On the CPU, ~1 MB of float32 keeps the chunk in cache.  On a CUDA device small
+    chunks would leave the GPU idle between kernel launches, so the budget is set
+    from the free device memory instead (a quarter of it for ~12 temporaries),
+    capped at 2**26 elements.
+    """
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    if dev.type != "cuda":
+        return _CHUNK_ELEMENTS
+    free, _ = torch.cuda.mem_get_info(dev)
+    return int(min(_GPU_CHUNK_ELEMENTS_MAX, max(_CHUNK_ELEMENTS, free * _GPU_MEMORY_FRACTION / (4 * 12))))
+
+
+def default_chunk_rows(n_rows: int, n_columns: int, device=None) -> int:
+    """Rows per chunk so that one (rows x ``n_columns``) float32 activation fits
+    :func:`chunk_elements` (~1 MB on the CPU, sized from free memory on a GPU)."""
+    return int(min(n_rows, max(256, chunk_elements(device) // max(1, n_columns))))
 
 
 @dataclass
@@ -236,7 +259,7 @@ def evaluate_loss(X, centres, amplitudes, sigma, ref_weight, data_weight, *, com
     comp = get_competition(competition) if isinstance(competition, str) else competition
     B, M, _ = centres.shape
     N = X.shape[0]
-    step = chunk_rows or default_chunk_rows(N, B * M)
+    step = chunk_rows or default_chunk_rows(N, B * M, X.device)
     Ca = augment_centres(centres.transpose(0, 1).to(torch.float64), sigma)  # kernel-major
     a64 = amplitudes.T.to(torch.float64).contiguous()  # (M, B)
     total = torch.zeros(B, dtype=torch.float64, device=X.device)
@@ -293,7 +316,7 @@ def _reseed_scores(Xa, chunks, centres, amps, sigma, r, dw, off, comp, cand_idx,
     gain = torch.zeros(M, B, dtype=torch.float64, device=Xa.device)
     nD = torch.zeros(n_cand, B, dtype=torch.float64, device=Xa.device)
     nR = torch.zeros_like(nD)
-    step = max(1, (1 << 21) // (n_cand * B))  # rows per candidate block: ~8 MB of kernels
+    step = max(1, 8 * chunk_elements(Xa.device) // (n_cand * B))  # rows per candidate block (~8 MB on a CPU)
     for lo0, hi0 in chunks:
         n = hi0 - lo0
         l = (Xa[lo0:hi0] @ Ca).clamp_max_(0.0).view(n, M, B)
@@ -505,7 +528,7 @@ def train_replicas(
     r = ref_weight.to(dtype).contiguous()
     dw = data_weight.to(dtype).contiguous()
     off = None if offset is None else offset.to(dtype).contiguous()
-    step = chunk_rows or default_chunk_rows(N, B * M)
+    step = chunk_rows or default_chunk_rows(N, B * M, X.device)
     chunks = [(lo, min(N, lo + step)) for lo in range(0, N, step)]
 
     centres = init_centres.to(device=X.device, dtype=torch.float64).clone()
