@@ -162,6 +162,7 @@ def test_unknown_parameter_is_a_type_error_naming_it():
         ("gauss_highd", {"eps": "a lot"}, TypeError, "eps: expected a real number"),
         ("gauss_highd", {"cluster_std": 0.0}, ValueError, "cluster_std"),
         ("gauss_highd", {"shift": -1.0}, ValueError, "shift"),
+        ("gauss_highd", {"orthogonal_std": 0.0}, ValueError, "orthogonal_std"),
         ("expo1d", {"n_signal": -1}, ValueError, "n_signal"),
         ("expo1d", {"signal": "middle"}, ValueError, "signal: expected one of"),
         ("expo1d", {"extra_dims": -2}, ValueError, "extra_dims"),
@@ -331,6 +332,7 @@ def test_gauss_highd_cluster_geometry():
         shift=shift,
         subspace_dim=k,
         cluster_std=std,
+        orthogonal_std=1.0,
     )
     basis = truth["subspace"]  # (k, d)
     np.testing.assert_allclose(basis @ basis.T, np.eye(k), atol=1e-12)
@@ -345,6 +347,22 @@ def test_gauss_highd_cluster_geometry():
     assert abs((outside**2).sum(1).mean() / (d - k) - 1.0) < 0.05
     # inside the bulk: norms typical of the reference
     assert abs(np.linalg.norm(cluster, axis=1).mean() - np.linalg.norm(reference, axis=1).mean()) < 1.0
+
+
+def test_gauss_highd_default_cluster_is_tight_in_every_direction():
+    d, k = 256, 2
+    reference, data, truth = make("gauss_highd", seed=3, n_reference=500, n_data=1_000, d=d, eps=0.1, subspace_dim=k)
+    assert truth["params"]["orthogonal_std"] == 0.5
+    cluster = data[truth["is_anomaly"]]
+    centre = truth["centres"][0]
+    np.testing.assert_allclose(cluster.mean(0), centre, atol=5 * 0.5 / np.sqrt(len(cluster)))
+    basis = truth["subspace"]
+    outside = (cluster - centre) - ((cluster - centre) @ basis.T) @ basis
+    assert abs((outside**2).sum(1).mean() / (d - k) - 0.25) < 0.02  # variance 0.5**2 off the subspace
+    # the cluster's points are closer to its centre than reference points are
+    r_cluster = np.linalg.norm(cluster - centre, axis=1)
+    r_reference = np.linalg.norm(reference - centre, axis=1)
+    assert r_cluster.max() < r_reference.min()
 
 
 @needs_sklearn

@@ -410,3 +410,31 @@ def test_replica_without_data_points_with_reseed():
     alone = train_replicas(X, R[:, :1], Dw[:, :1], c0[:1], np.full(20, 0.5), reseed=True)
     np.testing.assert_allclose(res.statistic[0], alone.statistic[0], rtol=1e-4)
     assert np.isfinite(res.statistic).all()
+
+
+def test_candidate_gain_leaves_the_candidate_out():
+    """A lone data point is no clump: its own point does not count as evidence around it."""
+    from sparker.kernels import get_competition
+    from sparker.trainer import _reseed_scores
+
+    rng = np.random.default_rng(0)
+    ref = rng.uniform(-1, 1, (2_000, 2))
+    clump = 5.0 + 0.01 * rng.standard_normal((6, 2))  # six data points together, far from the reference
+    lone = np.array([[-5.0, -5.0]])  # one data point on its own
+    X = torch.as_tensor(np.concatenate([ref, clump, lone]))
+    n = len(X)
+    dw = torch.zeros(n, 1, dtype=torch.float64)
+    dw[2_000:] = 1.0
+    r = torch.zeros(n, 1, dtype=torch.float64)
+    r[:2_000] = 0.1
+    Xa = augment_pool(X)
+    centres = torch.zeros(1, 2, 2, dtype=torch.float64)  # two idle kernels at the origin
+    amps = torch.zeros(1, 2, dtype=torch.float64)
+    cand = torch.tensor([[2_000, n - 1]])  # a clump point and the lone point
+    _, gain = _reseed_scores(Xa, [(0, n)], centres, amps, 0.1, r, dw, None,
+                             get_competition("kernel-softmax"), cand)
+    # the clump candidate sees its five neighbours (n_D about 5 against ~0 expected); the lone one none
+    n_d = np.exp(-((clump[1:] - clump[0]) ** 2).sum(1) / (2 * 0.1**2)).sum()
+    assert 4.9 < n_d < 5.0
+    assert gain[0, 0] == pytest.approx(n_d * math.log(n_d / 1e-12) - n_d, rel=1e-4)
+    assert gain[0, 1] == pytest.approx(0.0, abs=1e-9)

@@ -22,6 +22,7 @@ class LayerConfig:
     sigma_end: float | None = None
     sigma_start_quantile: float | None = None
     sigma_end_quantile: float | None = None
+    sigma_end_contrast: float | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class TrainingConfig:
     sigma_end: float | None = None
     sigma_start_quantile: float = 0.9
     sigma_end_quantile: float = 0.003
+    sigma_end_contrast: float = 1e-2
     lr_centres: float = 0.07
     lr_amplitudes: float = 0.05
     a_max: float = 10.0

@@ -10,6 +10,7 @@ ratio of the layers before it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,22 +29,49 @@ def resolve_widths(reference_std: np.ndarray, config: TrainingConfig, seed) -> l
     """(sigma_start, sigma_end) of every layer, in standardised units.
 
     Unset widths come from pairwise-distance quantiles of the standardised
-    reference, estimated on at most 2,000 points drawn with ``seed``.
+    reference, estimated on at most 2,000 points drawn with ``seed``.  An unset
+    end width is also capped by :func:`contrast_width` (``sigma_end_contrast``),
+    which only binds where distances concentrate (high dimensions).
     """
     out = []
     rng = np.random.default_rng(seed)
     cache: dict[float, float] = {}
+
+    def quantile(q: float) -> float:
+        if q not in cache:
+            cache[q] = float(pairwise_distance_quantiles(reference_std, q, rng=rng))
+        return cache[q]
+
     for layer in config.layer_configs():
-        pair = []
-        for value, q in ((layer.sigma_start, layer.sigma_start_quantile),
-                         (layer.sigma_end, layer.sigma_end_quantile)):
-            if value is None:
-                if q not in cache:
-                    cache[q] = float(pairwise_distance_quantiles(reference_std, q, rng=rng))
-                value = cache[q]
-            pair.append(float(value))
-        out.append((pair[0], pair[1]))
+        start = layer.sigma_start if layer.sigma_start is not None else quantile(layer.sigma_start_quantile)
+        end = layer.sigma_end
+        if end is None:
+            near = quantile(layer.sigma_end_quantile)
+            end = min(near, contrast_width(near, quantile(0.5), layer.sigma_end_contrast))
+        out.append((float(start), float(end)))
     return out
+
+
+def contrast_width(near: float, typical: float, contrast: float) -> float:
+    """Widest kernel that still tells a near neighbour from a typical point.
+
+    A kernel of width sigma centred on a reference point weights a point at the
+    ``typical`` (median pairwise) distance ``exp(-(typical**2 - near**2) / (2 sigma**2))``
+    times as much as one at the ``near`` distance; this returns the sigma at
+    which that ratio equals ``contrast`` (infinity for ``contrast`` = 1).
+
+    In a few dimensions near neighbours are much closer than typical points and
+    the bound is far above the quantile width, so it changes nothing.  In
+    hundreds of dimensions distances concentrate (every pair is about
+    ``sqrt(2 d)`` apart), the quantile width is nearly the typical distance, and
+    a kernel that wide is no longer local: with its centre moved off the data it
+    acts as an exponential tilt ``exp(x . c / sigma**2)`` along a free direction,
+    and eight of them fit noise (``gauss_highd`` at d = 1024: null t about 400
+    with the quantile width 42.5, about 1 with width 8; see ``docs/defaults.md``).
+    """
+    if contrast >= 1.0 or typical <= near:
+        return math.inf
+    return math.sqrt((typical**2 - near**2) / (2.0 * math.log(1.0 / contrast)))
 
 
 def init_centres(X: torch.Tensor, ref_weight: torch.Tensor, data_weight: torch.Tensor,

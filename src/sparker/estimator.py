@@ -178,6 +178,13 @@ class SparKer:
         The end quantile 0.003 (a kernel covering ~0.3% of the reference)
         localised the square2d clumps far better than 0.01 (measured, see
         ``docs/defaults.md``).
+    sigma_end_contrast : float, default=1e-2
+        Caps the default end width where distances concentrate (high
+        dimensions): a kernel centred on a reference point must weight a point
+        at the median pairwise distance at most this fraction of one at the
+        ``sigma_end_quantile`` distance (see
+        :func:`sparker.ensemble.contrast_width`).  1 turns the cap off.  In a
+        few dimensions it does not bind.
     lr_centres : float, default=0.07
         Adam step of the centres, in units of the current width: a centre
         moves by about ``lr_centres * sigma`` per step in any dimension (the
@@ -249,6 +256,7 @@ class SparKer:
         sigma_end: float | None = None,
         sigma_start_quantile: float = 0.9,
         sigma_end_quantile: float = 0.003,
+        sigma_end_contrast: float = 1e-2,
         lr_centres: float = 0.07,
         lr_amplitudes: float = 0.05,
         a_max: float = 10.0,
@@ -269,6 +277,7 @@ class SparKer:
         self.sigma_end = sigma_end
         self.sigma_start_quantile = sigma_start_quantile
         self.sigma_end_quantile = sigma_end_quantile
+        self.sigma_end_contrast = sigma_end_contrast
         self.lr_centres = lr_centres
         self.lr_amplitudes = lr_amplitudes
         self.a_max = a_max
@@ -284,7 +293,7 @@ class SparKer:
     # ------------------------------------------------------------------ params
     _CONFIG_PARAMS = (
         "n_kernels", "competition", "epochs", "schedule", "sigma_start", "sigma_end",
-        "sigma_start_quantile", "sigma_end_quantile", "lr_centres", "lr_amplitudes",
+        "sigma_start_quantile", "sigma_end_quantile", "sigma_end_contrast", "lr_centres", "lr_amplitudes",
         "a_max", "l1", "reseed", "chunk_rows", "record_every",
     )
 
@@ -927,6 +936,9 @@ def validate_config(cfg: TrainingConfig) -> None:
             v = getattr(layer, name)
             if not (_is_real(v) and 0.0 < v < 1.0):
                 raise ValueError(f"{name}: must lie in (0, 1), got {v!r}")
+        v = layer.sigma_end_contrast
+        if not (_is_real(v) and 0.0 < v <= 1.0):
+            raise ValueError(f"sigma_end_contrast: must lie in (0, 1] (1 = no cap), got {v!r}")
     if cfg.competition not in COMPETITIONS:
         raise ValueError(f"competition: unknown mode {cfg.competition!r}; choose one of {sorted(COMPETITIONS)}")
     for name in ("lr_centres", "lr_amplitudes", "a_max"):

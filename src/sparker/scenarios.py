@@ -408,8 +408,9 @@ def gauss_highd(
     shift: float = 2.5,
     subspace_dim: int = 2,
     cluster_std: float = 0.1,
+    orthogonal_std: float = 0.5,
 ):
-    """Standard normal in d dimensions; a rare cluster tight only in a random subspace.
+    """Standard normal in d dimensions; a rare tight cluster displaced within a random subspace.
 
     Parameters
     ----------
@@ -430,6 +431,15 @@ def gauss_highd(
         Dimension k of the random subspace where the cluster is tight, 1 <= k <= d.
     cluster_std : float, default=0.1
         Standard deviation of the cluster within the subspace.
+    orthogonal_std : float, default=0.5
+        Standard deviation of the cluster in the d - k directions orthogonal to
+        the subspace (the reference has 1 there).  Below 1 the cluster is tight
+        in every direction, like a new class in an embedding space: its points
+        lie closer to each other than typical reference points do.  With 1 it
+        is anomalous only inside the subspace; in high dimensions the d - k
+        unit-variance directions then dominate every Euclidean distance, so no
+        isotropic kernel (SparKer's, MMD's, kernel NPLM's) can single it out:
+        a hard variant, kept for studies of that limit.
 
     Returns
     -------
@@ -446,11 +456,13 @@ def gauss_highd(
     subspace and u a uniformly random unit vector of R^k. The centre is
     c = shift * Q u. An anomalous point is
 
-        x = (I - Q Q^T) z + Q (shift * u + cluster_std * g),   z ~ N(0, I_d), g ~ N(0, I_k),
+        x = orthogonal_std * (I - Q Q^T) z + Q (shift * u + cluster_std * g),
+        z ~ N(0, I_d), g ~ N(0, I_k),
 
-    so it is N(0, 1) in every direction orthogonal to the subspace, like the
-    reference, and anomalous only inside the subspace: its norm is typical of
-    the bulk (about sqrt(d)), and no single coordinate need stand out.
+    so it is displaced from the bulk only inside the subspace (its mean is c)
+    and no single coordinate need stand out.  Its squared distance to c is about
+    ``orthogonal_std**2 * (d - k)``, against about ``d + shift**2`` for a
+    reference point.
     """
     n_reference = _check_int(n_reference, "n_reference", 1)
     n_data = _check_int(n_data, "n_data", 1)
@@ -461,6 +473,7 @@ def gauss_highd(
         raise ValueError(f"shift: expected a non-negative distance, got {shift}")
     subspace_dim = _check_int(subspace_dim, "subspace_dim", 1, d)
     cluster_std = _check_real(cluster_std, "cluster_std", positive=True)
+    orthogonal_std = _check_real(orthogonal_std, "orthogonal_std", positive=True)
 
     rng_geom, rng_ref, rng_bkg, rng_sig = _streams(seed, 4)
     basis, _ = np.linalg.qr(rng_geom.standard_normal((d, subspace_dim)))  # (d, k), orthonormal columns
@@ -474,7 +487,7 @@ def gauss_highd(
     z = rng_sig.standard_normal((n_anom, d))
     z -= (z @ basis) @ basis.T  # (n_anom, d): component orthogonal to the subspace
     g = shift * direction + cluster_std * rng_sig.standard_normal((n_anom, subspace_dim))  # (n_anom, k)
-    cluster = z + g @ basis.T
+    cluster = orthogonal_std * z + g @ basis.T
     data = np.concatenate([background, cluster])
     is_anomaly = np.arange(n_data) >= n_data - n_anom
     params = {
@@ -485,6 +498,7 @@ def gauss_highd(
         "shift": shift,
         "subspace_dim": subspace_dim,
         "cluster_std": cluster_std,
+        "orthogonal_std": orthogonal_std,
     }
     centres = centre[None] if n_anom else np.empty((0, d))
     names = [f"x{i}" for i in range(d)]

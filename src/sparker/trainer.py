@@ -298,7 +298,8 @@ def _reseed_scores(Xa, chunks, centres, amps, sigma, r, dw, off, comp, cand_idx,
     directly instead of by subtraction, so nothing cancels.  A kernel that
     duplicates a neighbour has a small gain: the neighbour takes over.
 
-    *Candidate gain*: for replica b and candidate y, ``n_D = sum_x d_b(x) k(x, y)``
+    *Candidate gain*: for replica b and candidate y, ``n_D = sum_{x != y} d_b(x) k(x, y)``
+    (the candidate's own point left out)
     and ``n_R = sum_x r_b(x) e^{f_b(x)} k(x, y)`` (what the current model
     already expects there); a kernel of amplitude ``log(n_D / n_R)`` at y
     lowers the loss by about ``n_D log(n_D / n_R) - (n_D - n_R)``, for an
@@ -346,6 +347,10 @@ def _reseed_scores(Xa, chunks, centres, amps, sigma, r, dw, off, comp, cand_idx,
             d_sum, r_sum = block(Xa[lo:hi], Cy, dw[lo:hi], expected[lo - lo0:hi - lo0])
             nD += d_sum.double()  # (n_cand, B)
             nR += r_sum.double()
+    # leave-one-out: a candidate's own point is not evidence of an excess around it (in
+    # high dimensions a narrow kernel sees only its centre point, so every data point
+    # would look like a clump of one and re-seeding would memorise single points)
+    nD = (nD - dw.gather(0, cand_idx.T).double()).clamp_min(0.0)
     nD, nR = nD.T, nR.T.clamp_min(1e-12)  # (B, n_cand)
     return gain.T, nD * torch.log((nD / nR).clamp_min(1e-300)) - (nD - nR)
 
