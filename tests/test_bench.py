@@ -172,3 +172,15 @@ def test_method_options_reach_the_method(capsys):
     assert out["statistics"]["sparker"][1] == a.statistics["sparker"][1].tolist()
     assert main(argv[:-1] + ["sparker-epochs"]) == 2
     assert "METHOD.KEY=VALUE" in capsys.readouterr().err
+
+
+def test_type1_acceptance_is_the_central_binomial_range():
+    from scipy.stats import binom
+
+    from sparker.bench import type1_acceptance
+
+    lo, hi = type1_acceptance(40, 0.05)
+    assert (lo, hi) == (0, 6)  # no rejection in 40 null tests is common (p = 0.95**40 = 0.13)
+    lo, hi = type1_acceptance(1000, 0.05)
+    assert binom.cdf(lo - 1, 1000, 0.05) <= 0.005 and binom.sf(hi, 1000, 0.05) <= 0.005
+    assert lo < 50 < hi

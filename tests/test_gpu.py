@@ -104,3 +104,15 @@ def test_baselines_on_device_match_cpu():
     n_dev = nplm_kernel(R, D, n_null=4, seed=0, n_centres=100, device=DEVICE)
     assert n_dev.statistic == pytest.approx(n_cpu.statistic, rel=1e-4, abs=1e-6)  # other LAPACK
     np.testing.assert_allclose(n_dev.null_distribution, n_cpu.null_distribution, rtol=1e-4, atol=1e-6)
+
+
+def test_chunks_on_a_gpu_are_sized_from_its_free_memory():
+    from sparker.trainer import _CHUNK_ELEMENTS, _GPU_CHUNK_ELEMENTS_MAX, chunk_elements
+
+    budget = chunk_elements(DEVICE)
+    if torch.device(DEVICE).type == "cuda":
+        assert _CHUNK_ELEMENTS <= budget <= _GPU_CHUNK_ELEMENTS_MAX
+        free, _ = torch.cuda.mem_get_info(torch.device(DEVICE))
+        assert budget * 4 * 12 <= max(free, 4 * 12 * _CHUNK_ELEMENTS)  # a quarter of free memory at most
+    else:
+        assert budget == _CHUNK_ELEMENTS

@@ -210,3 +210,12 @@ def test_command_line_reads_npy_memory_mapped(tmp_path, monkeypatch, capsys):
     assert seen == [True, True]
     statistic = json.loads(capsys.readouterr().out)["statistic"]
     assert statistic == sparker.SparKer(epochs=3, n_kernels=2).fit(R.astype(np.float64), D).statistic_
+
+
+def test_chunk_budget_on_the_cpu_is_cache_sized():
+    from sparker.trainer import _CHUNK_ELEMENTS, chunk_elements, default_chunk_rows
+
+    assert chunk_elements() == chunk_elements("cpu") == _CHUNK_ELEMENTS
+    assert default_chunk_rows(10**7, 128, "cpu") == default_chunk_rows(10**7, 128) == _CHUNK_ELEMENTS // 128
+    assert default_chunk_rows(100, 128) == 100  # never more rows than there are
+    assert default_chunk_rows(10**7, 10**6) == 256  # at least 256 rows per chunk

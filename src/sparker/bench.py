@@ -19,8 +19,8 @@ method's statistic on each.  Two ways to turn statistics into power:
     Every draw runs the method's full calibrated test (``n_null`` resample or
     permutation toys from the draw's own reference, as a user would) and the
     power is the share of draws with ``p <= alpha``.  At ``f = 0`` this is the
-    type-I error of the procedure, compared with the 99 % Clopper-Pearson
-    interval of ``alpha``.
+    type-I error of the procedure: its rejection count is checked against the
+    central 99 % of Binomial(n, alpha) (:func:`type1_acceptance`).
 
 Every method runs with its one default configuration on every scenario (no
 per-scenario tuning).  Draws are independent tasks, run through the
@@ -149,6 +149,17 @@ TESTS: dict[str, Callable] = {name: _test(name) for name in STATISTICS}
 MODES = ("statistic", "calibrated")
 
 
+def type1_acceptance(n: int, alpha: float, level: float = 0.99) -> tuple[int, int]:
+    """Central ``level`` range of rejection counts among ``n`` null tests at level ``alpha``.
+
+    A calibrated test's count is Binomial(n, alpha); a count outside
+    ``[ppf((1 - level) / 2), ppf((1 + level) / 2)]`` flags a miscalibrated test.
+    """
+    from scipy.stats import binom
+
+    return int(binom.ppf((1 - level) / 2, n, alpha)), int(binom.ppf((1 + level) / 2, n, alpha))
+
+
 # ------------------------------------------------------------------ one draw
 #: this process's last draw: generators such as genval's mixture fit take seconds, and the
 #: tasks of one draw (one per method) run one after another (methods must not modify inputs)
@@ -210,7 +221,8 @@ class PowerStudy:
         One row per (method, fraction): ``power``, ``ci_low``, ``ci_high``
         (Clopper-Pearson, 68 %), ``median_z``, ``z16``, ``z84`` and
         ``seconds_per_draw``; in ``calibrated`` mode at ``fraction == 0``
-        also ``type1_ok`` (inside the 99 % interval of ``alpha``).
+        also ``type1_ok`` (the rejection count lies in ``type1_range``, the central
+        99 % of Binomial(n_toys, alpha)).
     settings : dict
         Seed, number of toys, ``n_null``, back end.
     """
@@ -256,7 +268,7 @@ class PowerStudy:
             if r["power"] is None:
                 pw = "(null draws: thresholds)"
             else:
-                mark = "" if r.get("type1_ok", True) else " (outside the 99% interval of alpha)"
+                mark = "" if r.get("type1_ok", True) else " (outside the central 99% of Binomial(n, alpha))"
                 pw = f"{r['power']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]{mark}"
             z = "-" if r["median_z"] is None else \
                 f"{_fmt_z(r['median_z'])} [{_fmt_z(r['z16'])}, {_fmt_z(r['z84'])}]"
@@ -295,9 +307,9 @@ def _rows(methods, fractions, stats, pvals, secs, mode, alpha) -> list[dict]:
                 k = int(np.sum(p <= alpha))
                 lo, hi = binomial_interval(k, t.shape[0], level=0.6827)
                 row.update(power=k / t.shape[0], ci_low=float(lo), ci_high=float(hi))
-                if f == 0.0:
-                    lo99, hi99 = binomial_interval(round(alpha * t.shape[0]), t.shape[0], level=0.99)
-                    row["type1_ok"] = bool(lo99 <= k / t.shape[0] <= hi99)
+                if f == 0.0:  # the count must lie in the central 99% of Binomial(n, alpha)
+                    lo99, hi99 = type1_acceptance(t.shape[0], alpha)
+                    row.update(type1_ok=bool(lo99 <= k <= hi99), type1_range=[lo99, hi99])
             elif null_index is not None and i != null_index:
                 pw = power(stats[m][null_index], t, alpha)
                 row.update(power=float(pw.power[0]), ci_low=float(pw.ci_low[0]), ci_high=float(pw.ci_high[0]))
