@@ -497,6 +497,12 @@ def plot(results, out: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    def _save(fig, path: Path) -> Path:
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return path
+
     written = []
     sweep = results.get("sweep")
     if sweep:
@@ -536,11 +542,7 @@ def plot(results, out: Path) -> list[Path]:
                 ax.loglog(x, [r["epoch_s"] for r in rows], "o-", label=label)
         ax.set(xlabel="M or B", ylabel="seconds per epoch", title="SparKer against M and B")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = out / "scaling.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(fig, out / "scaling.png"))
     largest = results.get("largest")
     if largest:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -557,11 +559,7 @@ def plot(results, out: Path) -> list[Path]:
             title = "statistic alone" if label == "statistic" else f"test, {largest['n_null']} null samples"
             ax.set(xlabel="N_R (N_D = N_R / 10, d = 32)", ylabel="seconds", title=title)
             ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = out / "largest_n.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(fig, out / "largest_n.png"))
     return written
 
 

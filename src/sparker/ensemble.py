@@ -37,17 +37,24 @@ def resolve_widths(reference_std: np.ndarray, config: TrainingConfig, seed) -> l
     rng = np.random.default_rng(seed)
     cache: dict[float, float] = {}
 
-    def quantile(q: float) -> float:
-        if q not in cache:
-            cache[q] = float(pairwise_distance_quantiles(reference_std, q, rng=rng))
-        return cache[q]
+    def quantiles(*qs: float) -> list[float]:
+        """Cached quantiles; the missing ones come from one distance matrix of one subsample."""
+        missing = [q for q in dict.fromkeys(qs) if q not in cache]
+        if missing:
+            values = np.atleast_1d(pairwise_distance_quantiles(reference_std, missing, rng=rng))
+            cache.update(zip(missing, map(float, values), strict=True))
+        return [cache[q] for q in qs]
 
     for layer in config.layer_configs():
-        start = layer.sigma_start if layer.sigma_start is not None else quantile(layer.sigma_start_quantile)
+        start = layer.sigma_start
+        if start is None:
+            (start,) = quantiles(layer.sigma_start_quantile)
         end = layer.sigma_end
-        if end is None:
-            near = quantile(layer.sigma_end_quantile)
-            end = min(near, contrast_width(near, quantile(0.5), layer.sigma_end_contrast))
+        if end is None and layer.sigma_end_contrast < 1.0:  # near and typical distances of one subsample
+            near, typical = quantiles(layer.sigma_end_quantile, 0.5)
+            end = min(near, contrast_width(near, typical, layer.sigma_end_contrast))
+        elif end is None:
+            (end,) = quantiles(layer.sigma_end_quantile)
         out.append((float(start), float(end)))
     return out
 
