@@ -4,9 +4,9 @@ For N pool points, M kernels and B replicas this prints, per dimension d:
 
 (a) the wall time of B sequential single-replica fits divided by the time of
     one fit of all B replicas together (same epochs, same work per replica);
-(b) the batched step's useful flop rate, 6 N d B M flops per step (forward
-    distance product plus the two backward products an autograd version
-    would do) divided by the step time, as a fraction of the rate of a plain
+(b) the batched step's flop rate, 4 N d B M flops per step (the two GEMMs it
+    performs: the distance product X @ C and the centre gradient G^T @ X; the
+    element-wise work is not counted) divided by the step time, as a fraction of the rate of a plain
     ``torch.matmul`` of shape (N x d) @ (d x B*M) timed in the same process.
 
 Usage::
@@ -87,7 +87,7 @@ def main(argv=None):
             for b in range(B)
         )
         step = t_batch / E
-        rate = 6.0 * N * d * B * M / step
+        rate = 4.0 * N * d * B * M / step
         mm = _matmul_rate(N, d, B * M)
         print(f"{d:>6} {t_seq:>8.2f} {t_batch:>8.2f} {t_seq / t_batch:>9.2f} {1e3 * step:>8.1f} "
               f"{rate / 1e9:>7.1f} {mm / 1e9:>11.1f} {rate / mm:>8.2f}", flush=True)
