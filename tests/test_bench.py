@@ -63,6 +63,12 @@ def test_statistic_mode_rows_thresholds_from_null_draws():
     assert np.min(t1) > np.max(t0)
     assert sig_row["median_z"] == pytest.approx(1.068, abs=1e-3)  # Phi^-1(1 - 1/7): the resolution
     assert all(np.isnan(p).all() for p in study.pvalues["mmd"])
+    # every draw's CPU time is recorded beside its wall time (the cost side of power per CPU-second)
+    for m in ("mmd", "c2st"):
+        assert [c.shape for c in study.cpu_seconds[m]] == [s.shape for s in study.seconds[m]]
+        assert all((c > 0).all() for c in study.cpu_seconds[m])
+    assert null_row["cpu_seconds_per_draw"] == pytest.approx(float(np.mean(study.cpu_seconds["mmd"][0])))
+    assert json.loads(json.dumps(study.to_dict()))["cpu_seconds"]["c2st"][1] == study.cpu_seconds["c2st"][1].tolist()
 
 
 def test_strong_signal_is_detected_with_enough_null_draws():

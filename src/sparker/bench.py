@@ -167,7 +167,11 @@ _LAST_DRAW: dict = {}
 
 
 def _draw(shared: dict, method: str, fraction: float, scenario_seed: int, method_seed: int):
-    """One task: make the draw, run the method; (t, p, seconds of the method alone)."""
+    """One task: make the draw, run the method; (t, p, wall and CPU seconds of the method alone).
+
+    The CPU seconds are this process's (every thread's); they are the method's own when
+    one draw runs per process at a time (in-process or ``processes`` back ends).
+    """
     import torch
 
     from .scenarios import make
@@ -180,13 +184,13 @@ def _draw(shared: dict, method: str, fraction: float, scenario_seed: int, method
         _LAST_DRAW.clear()
         _LAST_DRAW[key] = make(shared["scenario"], seed=scenario_seed, **params)
     reference, data, _ = _LAST_DRAW[key]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     options = shared.get("options", {}).get(method, {})
     if shared["mode"] == "statistic":
         t, p = STATISTICS[method](reference, data, method_seed, **options), math.nan
     else:
         t, p = TESTS[method](reference, data, method_seed, shared["n_null"], **options)
-    return float(t), float(p), time.perf_counter() - start
+    return float(t), float(p), time.perf_counter() - start, time.process_time() - cpu
 
 
 def _seeds(seed: int, i_fraction: int, n: int) -> list[tuple[int, int]]:
@@ -217,10 +221,12 @@ class PowerStudy:
         Same shape; calibrated p-values (NaN in ``statistic`` mode).
     seconds : dict
         Same shape; wall time of the method on each draw (scenario generation excluded).
+    cpu_seconds : dict
+        Same shape; CPU time of the draw's process over the method (all its threads).
     rows : list of dict
         One row per (method, fraction): ``power``, ``ci_low``, ``ci_high``
         (Clopper-Pearson, 68 %), ``median_z``, ``z16``, ``z84`` and
-        ``seconds_per_draw``; in ``calibrated`` mode at ``fraction == 0``
+        ``seconds_per_draw`` and ``cpu_seconds_per_draw``; in ``calibrated`` mode at ``fraction == 0``
         also ``type1_ok`` (the rejection count lies in ``type1_range``, the central
         99 % of Binomial(n_toys, alpha)).
     settings : dict
@@ -238,6 +244,7 @@ class PowerStudy:
     seconds: dict
     rows: list
     settings: dict
+    cpu_seconds: dict = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
@@ -248,11 +255,12 @@ class PowerStudy:
             "pvalues": {m: [[None if math.isnan(x) else x for x in v.tolist()] for v in s]
                         for m, s in self.pvalues.items()},
             "seconds": {m: [v.tolist() for v in s] for m, s in self.seconds.items()},
+            "cpu_seconds": {m: [v.tolist() for v in s] for m, s in self.cpu_seconds.items()},
         }
 
     def to_csv(self) -> str:
         fields = ["scenario", "method", "fraction", "n_toys", "power", "ci_low", "ci_high",
-                  "median_z", "z16", "z84", "seconds_per_draw", "type1_ok"]
+                  "median_z", "z16", "z84", "seconds_per_draw", "cpu_seconds_per_draw", "type1_ok"]
         buf = _io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
@@ -295,14 +303,15 @@ def _empirical_z(null: np.ndarray, alt: np.ndarray) -> tuple[float, float, float
     return float(q50), float(q16), float(q84)
 
 
-def _rows(methods, fractions, stats, pvals, secs, mode, alpha) -> list[dict]:
+def _rows(methods, fractions, stats, pvals, secs, cpus, mode, alpha) -> list[dict]:
     rows = []
     null_index = fractions.index(0.0) if 0.0 in fractions else None
     for m in methods:
         for i, f in enumerate(fractions):
             t, p = stats[m][i], pvals[m][i]
             row = {"method": m, "fraction": f, "n_toys": int(t.shape[0]),
-                   "seconds_per_draw": float(np.mean(secs[m][i]))}
+                   "seconds_per_draw": float(np.mean(secs[m][i])),
+                   "cpu_seconds_per_draw": float(np.mean(cpus[m][i]))}
             if mode == "calibrated":
                 k = int(np.sum(p <= alpha))
                 lo, hi = binomial_interval(k, t.shape[0], level=0.6827)
@@ -459,7 +468,7 @@ def power_study(
             index[(m, f)] = []
     for k, (m, f, *_rest) in enumerate(tasks):
         index[(m, f)].append(k)
-    out = np.full((len(tasks), 3), np.nan)
+    out = np.full((len(tasks), 4), np.nan)
     bar = None
     if progress:
         try:
@@ -483,16 +492,17 @@ def power_study(
     stats = {m: [out[index[(m, f)], 0] for f in fractions] for m in methods}
     pvals = {m: [out[index[(m, f)], 1] for f in fractions] for m in methods}
     secs = {m: [out[index[(m, f)], 2] for f in fractions] for m in methods}
+    cpus = {m: [out[index[(m, f)], 3] for f in fractions] for m in methods}
     for m in methods:
         for i, f in enumerate(fractions):
             if not np.all(np.isfinite(stats[m][i])):
                 raise FloatingPointError(f"{m}: non-finite statistics at fraction {f}")
-    rows = _rows(methods, fractions, stats, pvals, secs, mode, float(alpha))
+    rows = _rows(methods, fractions, stats, pvals, secs, cpus, mode, float(alpha))
     settings = {"seed": int(seed), "n_toys": int(n_toys), "n_null_draws": int(n_null_draws or n_toys),
                 "n_null": int(n_null) if mode == "calibrated" else None, "backend": backend,
                 "sizes": sizes, "options": options, "wall_seconds": time.perf_counter() - start}
     return PowerStudy(scenario, mode, base, float(alpha), fractions, methods, stats, pvals, secs, rows,
-                      settings)
+                      settings, cpus)
 
 
 # ------------------------------------------------------------------ outputs
