@@ -37,6 +37,8 @@ VARIANTS = {
     "competition-softmax": {"competition": "softmax"},
     "lr-x2": {"lr_centres": 0.14, "lr_amplitudes": 0.1},
     "amax5": {"a_max": 5.0},
+    "end-q0.01": {"sigma_end_quantile": 0.01},
+    "end-q0.05": {"sigma_end_quantile": 0.05},
     # a broad block (4 kernels ending at the 5 % distance quantile) fitted first, then
     # the default block on top of it: for signals broader than the default end width
     "two-scale": {"layers": [{"n_kernels": 4, "sigma_end_quantile": 0.05}, {}]},
