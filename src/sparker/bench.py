@@ -334,6 +334,7 @@ def _rows(methods, fractions, stats, pvals, secs, cpus, mode, alpha) -> list[dic
 
 # ------------------------------------------------------------------ the study
 def _check_study(scenario, methods, fractions, n_toys, n_null_draws, mode, alpha, n_null):
+    from .baselines._common import check_positive_int
     from .scenarios import SCENARIOS
 
     if scenario not in SCENARIOS:
@@ -358,9 +359,8 @@ def _check_study(scenario, methods, fractions, n_toys, n_null_draws, mode, alpha
         raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
     if mode == "statistic" and 0.0 not in fractions:
         fractions = [0.0, *fractions]  # the null draws set the thresholds
-    for name, v in (("n_toys", n_toys), ("n_null", n_null)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name}: must be a positive integer, got {v!r}")
+    check_positive_int(n_toys, name="n_toys")
+    check_positive_int(n_null, name="n_null")
     if n_null_draws is not None and (isinstance(n_null_draws, bool) or not isinstance(n_null_draws, (int, np.integer))
                                      or n_null_draws < 2):
         raise ValueError(f"n_null_draws: must be an integer >= 2, got {n_null_draws!r}")
