@@ -63,6 +63,25 @@ def _run(scenario, fraction, label, args):
     return out
 
 
+def _summary(rows, labels, plan) -> list[str]:
+    """One line per variant: power per scenario, then (once every scenario is done) the
+    summed power, the summed CPU seconds per fit, and their ratio (power per CPU-second)."""
+    cell = {(r["variant"], r["scenario"]): r for r in rows}
+    names = [s for s, _ in plan]
+    out = ["| variant | " + " | ".join(names) + " | sum of power | CPU s per fit, summed | power / CPU-s |",
+           "| --- |" + " --- |" * (len(names) + 3)]
+    for v in labels:
+        done = [cell[(v, s)] for s in names if (v, s) in cell]
+        if not done:
+            continue
+        pw = sum(r["power"] for r in done)
+        cpu = sum(r.get("cpu_seconds_per_draw", r["seconds_per_draw"]) for r in done)
+        cols = [f"{cell[(v, s)]['power']:.2f}" if (v, s) in cell else "-" for s in names]
+        sums = f"{pw:.2f} | {cpu:.1f} | {pw / cpu:.3f}" if len(done) == len(names) else "- | - | -"
+        out.append(f"| {v} | " + " | ".join(cols) + f" | {sums} |")
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--variants", default=",".join(VARIANTS))
@@ -72,6 +91,8 @@ def main(argv=None):
     p.add_argument("--n-null-draws", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--report", action="store_true",
+                   help="only tabulate the results already in --out (run nothing)")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     labels = args.variants.split(",")
@@ -85,7 +106,11 @@ def main(argv=None):
             p.error(f"--scenarios: give a fraction for {name!r} (name:fraction)")
         plan.append((name, float(frac) if frac else SCENARIOS[name]))
     # variant-major: an interrupted study has every scenario for its first variants
-    rows = [_run(s, f, v, args) for v in labels for s, f in plan]
+    if args.report:
+        rows = [json.loads(q.read_text()) for v in labels for s, f in plan
+                if (q := args.out / f"{s}-{f:g}-{v}.json").exists()]
+    else:
+        rows = [_run(s, f, v, args) for v in labels for s, f in plan]
     lines = [f"{args.n_toys} signal and {args.n_null_draws} null draws per cell; CPU seconds per fit, "
              "one thread.", "",
              "| scenario | fraction | variant | power (68% CI) | median Z | CPU s/fit | power / CPU-s |",
@@ -95,6 +120,7 @@ def main(argv=None):
         cpu = r.get("cpu_seconds_per_draw", r["seconds_per_draw"])
         lines.append(f"| {r['scenario']} | {r['fraction']:g} | {r['variant']} | {r['power']:.2f} "
                      f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}] | {z} | {cpu:.2f} | {r['power'] / cpu:.3f} |")
+    lines += ["", *_summary(rows, labels, plan)]
     (args.out / "tuning.json").write_text(json.dumps(rows, indent=1))
     (args.out / "tuning.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
