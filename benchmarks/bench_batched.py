@@ -6,8 +6,9 @@ For N pool points, M kernels and B replicas this prints, per dimension d:
     one fit of all B replicas together (same epochs, same work per replica);
 (b) the batched step's flop rate, 4 N d B M flops per step (the two GEMMs it
     performs: the distance product X @ C and the centre gradient G^T @ X; the
-    element-wise work is not counted) divided by the step time, as a fraction of the rate of a plain
-    ``torch.matmul`` of shape (N x d) @ (d x B*M) timed in the same process.
+    element-wise work is not counted) divided by the step time, as a fraction
+    of the rate of a plain ``torch.matmul`` of shape (N x d) @ (d x B*M) timed
+    in the same process.
 
 Usage::
 

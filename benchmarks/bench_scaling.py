@@ -357,6 +357,8 @@ def part_flops(args, results):
     rows = []
     for d in dims:
         X, r, dw, C0, widths = _replica_problem(N, d, B, M, device=args.device)
+        mm_flops = 2.0 * N * d * B * M  # one (N x d) @ (d x B*M) product
+        step_flops = 2 * mm_flops  # the step's two GEMMs: X @ C and G^T @ X
         for fused in ("eager", "compile"):
             _time_train(X, r, dw, C0, widths, 2, fused=fused)  # warm-up / compilation
             steps, mms = [], []
@@ -365,9 +367,9 @@ def part_flops(args, results):
                 steps.append(_time_train(X, r, dw, C0, widths, epochs, fused=fused))
                 mms.append(_matmul_time(N, d, B * M, args.device))
             step, mm = min(steps), min(mms)
-            rate, mm_rate = 4.0 * N * d * B * M / step, 2.0 * N * d * B * M / mm
+            rate, mm_rate = step_flops / step, mm_flops / mm
             rows.append({"d": d, "fused": fused, "step_s": step, "matmul_s": mm, "fraction": rate / mm_rate,
-                         "median_fraction": float(np.median([(4 * N * d * B * M / s) / (2 * N * d * B * M / m)
+                         "median_fraction": float(np.median([(step_flops / s) / (mm_flops / m)
                                                              for s, m in zip(steps, mms)]))})
             print(f"  d={d:>5} {fused:>7}: step {1e3 * step:8.1f} ms  {rate / 1e9:6.1f} GF/s   matmul "
                   f"{mm_rate / 1e9:6.1f} GF/s   fraction {rate / mm_rate:.2f} (best of {args.repeats}; "

@@ -49,8 +49,13 @@ SCENARIOS = {"square2d": 0.05, "expo1d": 0.01, "gauss_highd": 0.01, "digits_nove
              "shuttle_intrusion": 0.01, "genval": 0.01}
 
 
+def _cell(out: Path, scenario: str, fraction: float, label: str) -> Path:
+    """Where one (scenario, fraction, variant) cell of the study is kept."""
+    return out / f"{scenario}-{fraction:g}-{label}.json"
+
+
 def _run(scenario, fraction, label, args):
-    path = args.out / f"{scenario}-{fraction:g}-{label}.json"
+    path = _cell(args.out, scenario, fraction, label)
     if path.exists():
         return json.loads(path.read_text())
     study = power_study(scenario, methods=["sparker"], fractions=[0.0, fraction], n_toys=args.n_toys,
@@ -75,7 +80,7 @@ def _summary(rows, labels, plan) -> list[str]:
         if not done:
             continue
         pw = sum(r["power"] for r in done)
-        cpu = sum(r.get("cpu_seconds_per_draw", r["seconds_per_draw"]) for r in done)
+        cpu = sum(r["cpu_seconds_per_draw"] for r in done)
         cols = [f"{cell[(v, s)]['power']:.2f}" if (v, s) in cell else "-" for s in names]
         sums = f"{pw:.2f} | {cpu:.1f} | {pw / cpu:.3f}" if len(done) == len(names) else "- | - | -"
         out.append(f"| {v} | " + " | ".join(cols) + f" | {sums} |")
@@ -109,7 +114,7 @@ def main(argv=None):
     # variant-major: an interrupted study has every scenario for its first variants
     if args.report:
         rows = [json.loads(q.read_text()) for v in labels for s, f in plan
-                if (q := args.out / f"{s}-{f:g}-{v}.json").exists()]
+                if (q := _cell(args.out, s, f, v)).exists()]
     else:
         rows = [_run(s, f, v, args) for v in labels for s, f in plan]
     lines = [f"{args.n_toys} signal and {args.n_null_draws} null draws per cell; CPU seconds per fit, "
@@ -118,7 +123,7 @@ def main(argv=None):
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in sorted(rows, key=lambda r: (r["scenario"], labels.index(r["variant"]))):
         z = "-" if r["median_z"] is None else f"{r['median_z']:.2f}"
-        cpu = r.get("cpu_seconds_per_draw", r["seconds_per_draw"])
+        cpu = r["cpu_seconds_per_draw"]
         lines.append(f"| {r['scenario']} | {r['fraction']:g} | {r['variant']} | {r['power']:.2f} "
                      f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}] | {z} | {cpu:.2f} | {r['power'] / cpu:.3f} |")
     lines += ["", *_summary(rows, labels, plan)]

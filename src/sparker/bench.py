@@ -226,8 +226,8 @@ class PowerStudy:
     rows : list of dict
         One row per (method, fraction): ``power``, ``ci_low``, ``ci_high``
         (Clopper-Pearson, 68 %), ``median_z``, ``z16``, ``z84`` and
-        ``seconds_per_draw`` and ``cpu_seconds_per_draw``; in ``calibrated`` mode at ``fraction == 0``
-        also ``type1_ok`` (the rejection count lies in ``type1_range``, the central
+        ``seconds_per_draw`` and ``cpu_seconds_per_draw``; in ``calibrated`` mode
+        at ``fraction == 0`` also ``type1_ok`` (the rejection count lies in ``type1_range``, the central
         99 % of Binomial(n_toys, alpha)).
     settings : dict
         Seed, number of toys, ``n_null``, back end.

@@ -1000,8 +1000,9 @@ def text_novelty(
     downloaded. Only the selected fortunes are embedded: about 20 s for the
     default 1,300 on one CPU thread, plus about 7 s to load the model (once
     per process and device). Embeddings are kept per process and encoder, so
-    later draws only embed fortunes that earlier draws did not use. Fortunes are deduplicated across categories before the split
-    without replacement, so reference and data share no text.
+    later draws only embed fortunes that earlier draws did not use. Fortunes
+    are deduplicated across categories before the split without replacement,
+    so reference and data share no text.
     """
     if isinstance(categories, str):
         categories = (categories,)
