@@ -26,8 +26,8 @@ import time
 import numpy as np
 import torch
 
-from sparker.schedules import width_schedule
-from sparker.trainer import train_replicas
+from sparker.core.schedules import width_schedule
+from sparker.model.trainer import train_replicas
 
 
 def _problem(N, d, B, M, seed=0):

@@ -64,8 +64,8 @@ import torch
 
 import sparker
 from sparker.baselines import mmd, nplm_kernel
-from sparker.schedules import width_schedule
-from sparker.trainer import _COMPILE_WORK, default_chunk_rows, train_replicas
+from sparker.core.schedules import width_schedule
+from sparker.model.trainer import _COMPILE_WORK, default_chunk_rows, train_replicas
 
 GiB = 2**30
 

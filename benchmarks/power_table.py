@@ -17,7 +17,7 @@ import json
 import time
 from pathlib import Path
 
-from sparker.bench import CI_SIZES, power_study, write_study
+from sparker.app.bench import CI_SIZES, power_study, write_study
 
 DEFAULT_SCENARIOS = "square2d,expo1d,gauss_highd,digits_novelty,shuttle_intrusion,genval"
 

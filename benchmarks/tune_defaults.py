@@ -23,7 +23,7 @@ import argparse
 import json
 from pathlib import Path
 
-from sparker.bench import power_study
+from sparker.app.bench import power_study
 
 #: label -> SparKer settings changed from the defaults
 VARIANTS = {

@@ -24,8 +24,8 @@ from sparker.baselines import (
     nplm_kernel,
 )
 from sparker.baselines.mmd import mmd_permutation_statistics
-from sparker.calibration import TestResult
-from sparker.nulls import NullSpec, toy_weights
+from sparker.results import TestResult
+from sparker.core.nulls import NullSpec, toy_weights
 from sparker.stats import binomial_interval
 
 pytest.importorskip("sklearn")
@@ -237,7 +237,7 @@ def test_nplm_model_reproduces_statistic(shifted):
 
 def test_nplm_width_is_sparkers_start_width(null_pair):
     from sparker import SparKer
-    from sparker.ensemble import resolve_widths
+    from sparker.model.ensemble import resolve_widths
 
     R, D = null_pair
     res = nplm_kernel(R, D, n_null=2, seed=9, n_centres=30)

@@ -1,4 +1,4 @@
-"""Power study (sparker.bench) and the 'sparker bench power' command."""
+"""Power study (sparker.app.bench) and the 'sparker bench power' command."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from sparker import scenarios
 from sparker.baselines import c2st
 from sparker.baselines.c2st import c2st_statistic
-from sparker.bench import CI_SIZES, SIGNAL_PARAMETERS, STATISTICS, TESTS, power_study, write_study
-from sparker.cli import main
+from sparker.app.bench import CI_SIZES, SIGNAL_PARAMETERS, STATISTICS, TESTS, power_study, write_study
+from sparker.app.cli import main
 
 TINY = {"n_reference": 1_500, "n_background": 300}
 #: one broad clump in the middle: with fraction 0.5 (150 clump points on 300 uniform ones) a
@@ -183,7 +183,7 @@ def test_method_options_reach_the_method(capsys):
 def test_type1_acceptance_is_the_central_binomial_range():
     from scipy.stats import binom
 
-    from sparker.bench import type1_acceptance
+    from sparker.app.bench import type1_acceptance
 
     lo, hi = type1_acceptance(40, 0.05)
     assert (lo, hi) == (0, 6)  # no rejection in 40 null tests is common (p = 0.95**40 = 0.13)

@@ -21,7 +21,7 @@ from scipy import stats as st
 
 import sparker
 import sparker.calibration as C
-from sparker import nulls
+from sparker.core import nulls
 from sparker.calibration import Calibration
 from sparker.stats import aggregate, binomial_interval
 

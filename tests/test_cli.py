@@ -1,4 +1,4 @@
-"""Command-line smoke tests, all through ``sparker.cli.main([...])``."""
+"""Command-line smoke tests, all through ``sparker.app.cli.main([...])``."""
 
 import functools
 import inspect
@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 
 import sparker
-from sparker import SparKer, __version__, cli, scenarios
-from sparker.cli import COMMANDS, build_parser, main, training_flags
+from sparker import SparKer, __version__, scenarios
+from sparker.app import cli
+from sparker.app.cli import COMMANDS, build_parser, main, training_flags
 from sparker.config import TrainingConfig
 
 FAST = ["--epochs", "50", "--n-kernels", "2"]

@@ -13,8 +13,8 @@ import torch
 
 import sparker
 from sparker.baselines import mmd, nplm_kernel
-from sparker.kernels import augment_pool
-from sparker.trainer import default_chunk_rows, train_replicas
+from sparker.core.kernels import augment_pool
+from sparker.model.trainer import default_chunk_rows, train_replicas
 
 DEVICE = os.environ.get("SPARKER_TEST_DEVICE", "cuda")
 
@@ -107,7 +107,7 @@ def test_baselines_on_device_match_cpu():
 
 
 def test_chunks_on_a_gpu_are_sized_from_its_free_memory():
-    from sparker.trainer import _CHUNK_ELEMENTS, _GPU_CHUNK_ELEMENTS_MAX, chunk_elements
+    from sparker.model.trainer import _CHUNK_ELEMENTS, _GPU_CHUNK_ELEMENTS_MAX, chunk_elements
 
     budget = chunk_elements(DEVICE)
     if torch.device(DEVICE).type == "cuda":

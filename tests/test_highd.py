@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import sparker
-from sparker.ensemble import contrast_width, resolve_widths
+from sparker.model.ensemble import contrast_width, resolve_widths
 from sparker.scenarios import make
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.usefixtures("quiet_convergence_warning")]

@@ -1,4 +1,4 @@
-"""Tests for sparker.kernels and sparker.schedules against naive reference implementations."""
+"""Tests for sparker.core.kernels and sparker.core.schedules against naive reference implementations."""
 
 import math
 
@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.distance import pdist
 
-from sparker.kernels import (
+from sparker.core.kernels import (
     COMPETITIONS,
     augment_centres,
     augment_pool,
@@ -17,7 +17,7 @@ from sparker.kernels import (
     get_competition,
     log_kernels,
 )
-from sparker.schedules import SCHEDULES, pairwise_distance_quantiles, width_schedule
+from sparker.core.schedules import SCHEDULES, pairwise_distance_quantiles, width_schedule
 
 MODES = sorted(COMPETITIONS)
 

@@ -1,4 +1,4 @@
-"""Tests for sparker.plots (matplotlib, Agg backend): every figure draws and renders to PNG."""
+"""Tests for sparker.app.plots (matplotlib, Agg backend): every figure draws and renders to PNG."""
 
 import io
 import subprocess
@@ -14,7 +14,8 @@ matplotlib.use("Agg")
 from matplotlib.figure import Figure
 
 import sparker
-from sparker import SparKer, plots
+from sparker import SparKer
+from sparker.app import plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -44,7 +45,7 @@ def render(fig) -> bytes:
 
 
 def test_core_import_does_not_import_matplotlib():
-    code = ("import sys, sparker, sparker.plots, sparker.report, sparker.interpret, sparker.cli; "
+    code = ("import sys, sparker, sparker.app.plots, sparker.app.report, sparker.interpret, sparker.app.cli; "
             "assert 'matplotlib' not in sys.modules, 'matplotlib imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 

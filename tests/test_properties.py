@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 
 import sparker
 from sparker.baselines import BASELINES
-from sparker.cli import main
+from sparker.app.cli import main
 from sparker.io import _to_jsonable
 
 #: tiny training: each fit takes a few milliseconds

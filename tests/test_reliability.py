@@ -43,9 +43,9 @@ import sparker
 import sparker.calibration as C
 import sparker.estimator as E
 from sparker.calibration import Calibration
-from sparker.cli import main
+from sparker.app.cli import main
 from sparker.io import read_table, write_json
-from sparker.trainer import MIN_WIDTH, _chunk_terms, train_replicas
+from sparker.model.trainer import MIN_WIDTH, _chunk_terms, train_replicas
 
 TINY = {"n_kernels": 2, "epochs": 20, "reseed": False}
 SRC = Path(sparker.__file__).parent
@@ -507,8 +507,8 @@ def test_existing_outputs_are_refused_before_any_work(tmp_path, monkeypatch, com
         raise AssertionError("work started before the output check")
 
     monkeypatch.setattr(sparker.SparKer, "fit", no_work)
-    monkeypatch.setattr(sparker.cli, "calibrate_reference", no_work)
-    monkeypatch.setattr(sparker.cli, "calibrated_test", no_work)
+    monkeypatch.setattr(sparker.app.cli, "calibrate_reference", no_work)
+    monkeypatch.setattr(sparker.app.cli, "calibrated_test", no_work)
     argv = {"fit": ["fit", "--reference", tmp_path / "r.npy", "--data", tmp_path / "d.npy"],
             "test": ["test", "--reference", tmp_path / "r.npy", "--data", tmp_path / "d.npy"],
             "calibrate": ["calibrate", "--reference", tmp_path / "r.npy", "--n-data", 40]}[command]
@@ -601,7 +601,7 @@ def test_chunk_sizes_that_cover_all_toys_give_bitwise_identical_toys():
 _PACED_CLI = textwrap.dedent("""
     import sys, time
     import sparker.calibration as C
-    from sparker.cli import main
+    from sparker.app.cli import main
 
     compute = C._run_chunk
 

@@ -1,4 +1,4 @@
-"""Tests for sparker.report and the reports written by the command line."""
+"""Tests for sparker.app.report and the reports written by the command line."""
 
 import base64
 import functools
@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 import sparker
-from sparker import SparKer, cli, scenarios
-from sparker.cli import main
-from sparker.report import build_report, write_report
+from sparker import SparKer, scenarios
+from sparker.app import cli
+from sparker.app.cli import main
+from sparker.app.report import build_report, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 #: Quick calibrated tests on the command line.

@@ -1,5 +1,5 @@
 """Large inputs: memory-mapped and float32 samples take the row-chunked path
-(:mod:`sparker._streaming`) and give bit for bit the model of the same values held
+(:mod:`sparker.core.streaming`) and give bit for bit the model of the same values held
 in memory as float64, without a float64 copy of the whole sample."""
 
 import hashlib
@@ -10,13 +10,13 @@ import pytest
 import torch
 
 import sparker
-from sparker import _streaming
+from sparker.core import streaming as _streaming
 from sparker._validation import check_array
-from sparker.ensemble import resolve_widths
-from sparker.estimator import Standardizer
+from sparker.model.ensemble import resolve_widths
+from sparker.core.standardize import Standardizer
 from sparker.io import read_table
-from sparker.kernels import augment_pool
-from sparker.trainer import train_replicas
+from sparker.core.kernels import augment_pool
+from sparker.model.trainer import train_replicas
 
 
 def _sample(n, d, dtype, shift=0.0, seed=0):
@@ -191,7 +191,7 @@ def test_given_augmented_pool_gives_the_same_training():
 def test_command_line_reads_npy_memory_mapped(tmp_path, monkeypatch, capsys):
     import json
 
-    from sparker import cli
+    from sparker.app import cli
     from sparker.io import read_table as real_read_table
 
     R, D = _sample(3_000, 4, np.float32), _sample(300, 4, np.float32, shift=0.5, seed=5)
@@ -213,7 +213,7 @@ def test_command_line_reads_npy_memory_mapped(tmp_path, monkeypatch, capsys):
 
 
 def test_chunk_budget_on_the_cpu_is_cache_sized():
-    from sparker.trainer import _CHUNK_ELEMENTS, chunk_elements, default_chunk_rows
+    from sparker.model.trainer import _CHUNK_ELEMENTS, chunk_elements, default_chunk_rows
 
     assert chunk_elements() == chunk_elements("cpu") == _CHUNK_ELEMENTS
     assert default_chunk_rows(10**7, 128, "cpu") == default_chunk_rows(10**7, 128) == _CHUNK_ELEMENTS // 128

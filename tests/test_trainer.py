@@ -1,4 +1,4 @@
-"""Tests for sparker.trainer and sparker.ensemble: loss, gradients, batching, chunking, stacks."""
+"""Tests for sparker.model.trainer and sparker.model.ensemble: loss, gradients, batching, chunking, stacks."""
 
 import math
 
@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from sparker.config import LayerConfig, TrainingConfig
-from sparker.ensemble import fit_stack, init_centres, resolve_widths, stack_log_ratio
-from sparker.kernels import COMPETITIONS, augment_pool, evaluate
-from sparker.schedules import width_schedule
-from sparker.trainer import _loss_and_grad, evaluate_loss, train_replicas
+from sparker.model.ensemble import fit_stack, init_centres, resolve_widths, stack_log_ratio
+from sparker.core.kernels import COMPETITIONS, augment_pool, evaluate
+from sparker.core.schedules import width_schedule
+from sparker.model.trainer import _loss_and_grad, evaluate_loss, train_replicas
 
 MODES = sorted(COMPETITIONS)
 
@@ -414,8 +414,8 @@ def test_replica_without_data_points_with_reseed():
 
 def test_candidate_gain_leaves_the_candidate_out():
     """A lone data point is no clump: its own point does not count as evidence around it."""
-    from sparker.kernels import get_competition
-    from sparker.trainer import _reseed_scores
+    from sparker.core.kernels import get_competition
+    from sparker.model.trainer import _reseed_scores
 
     rng = np.random.default_rng(0)
     ref = rng.uniform(-1, 1, (2_000, 2))

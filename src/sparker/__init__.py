@@ -6,12 +6,11 @@ inspected sample over- or under-populates a reference sample
 (Grosso et al., arXiv 2511.03095).
 """
 
-__version__ = "0.1.0"
-
-from .config import LayerConfig, TrainingConfig  # noqa: E402
-from .calibration import Calibration, TestResult, calibrate, test  # noqa: E402
-from .estimator import SparKer  # noqa: E402
-from . import baselines, scenarios  # noqa: E402
+from . import baselines, scenarios
+from ._version import __version__
+from .calibration import Calibration, TestResult, calibrate, test
+from .config import LayerConfig, TrainingConfig
+from .estimator import SparKer
 
 __all__ = [
     "SparKer", "TrainingConfig", "LayerConfig", "scenarios", "baselines", "test", "calibrate",

@@ -12,6 +12,8 @@ Python API and the command line.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +21,14 @@ import numpy as np
 import torch
 
 __all__ = [
+    "InvalidParameterError",
+    "check_bool",
+    "check_choice",
+    "check_int",
+    "check_real",
+    "check_seed",
+    "is_int",
+    "is_real",
     "check_device",
     "check_array",
     "check_feature_names",
@@ -421,3 +431,82 @@ def check_device(device, *inputs) -> torch.device:
         if d is not None:
             return d
     return torch.device("cpu")
+
+
+class InvalidParameterError(ValueError, TypeError):
+    """A setting of the wrong type: both a ``TypeError`` and a ``ValueError``.
+
+    Raised by the scalar checks below when a value is not even of the right kind
+    (a string where a number is expected, ``True`` for a count), so that callers
+    catching either exception type see it (as scikit-learn's parameter checks do).
+    """
+
+
+def is_real(v) -> bool:
+    """A real number (Python or NumPy), not a bool."""
+    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+
+
+def is_int(v) -> bool:
+    """An integer (Python or NumPy), not a bool."""
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def check_int(value, *, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
+    """``value`` as an ``int`` within ``[minimum, maximum]`` (either bound optional).
+
+    Raises :class:`InvalidParameterError` for a non-integer (bools included) and
+    ``ValueError`` for one out of range, both starting with ``name``.
+    """
+    if minimum is None:
+        bound = "an integer" if maximum is None else f"an integer <= {maximum}"
+    elif maximum is None:
+        bound = {0: "a non-negative integer", 1: "a positive integer"}.get(minimum, f"an integer >= {minimum}")
+    else:
+        bound = f"an integer in [{minimum}, {maximum}]"
+    if not is_int(value):
+        raise InvalidParameterError(f"{name}: must be {bound}, got {value!r}")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ValueError(f"{name}: must be {bound}, got {value!r}")
+    return int(value)
+
+
+def check_seed(seed, *, allow_none: bool = False) -> int | None:
+    """A random seed: a non-negative integer (or None when ``allow_none``)."""
+    if seed is None and allow_none:
+        return None
+    return check_int(seed, name="seed", minimum=0)
+
+
+def check_real(value, *, name: str, positive: bool = False, minimum: float | None = None,
+               maximum: float | None = None) -> float:
+    """``value`` as a finite ``float`` (> 0 when ``positive``; within the closed bounds given)."""
+    if not is_real(value):
+        raise InvalidParameterError(f"{name}: must be a finite number, got {value!r}")
+    v = float(value)
+    if not math.isfinite(v) or (positive and v <= 0):
+        raise ValueError(f"{name}: must be a finite {'positive ' if positive else ''}number, got {value!r}")
+    if (minimum is not None and v < minimum) or (maximum is not None and v > maximum):
+        raise ValueError(f"{name}: must lie in [{minimum}, {maximum}], got {value!r}")
+    return v
+
+
+def check_choice(value, choices, *, name: str):
+    """``value`` if it is one of ``choices`` (a registry or any container)."""
+    try:
+        ok = value in choices
+    except TypeError:  # unhashable
+        ok = False
+    if not ok:
+        raise ValueError(f"{name}: unknown value {value!r}; choose one of {sorted(choices)}")
+    return value
+
+
+def check_bool(value, *, name: str, allow_none: bool = False) -> bool | None:
+    """``True`` or ``False`` (NumPy bools too), or None when ``allow_none``."""
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, (bool, np.bool_)):
+        raise InvalidParameterError(f"{name}: must be True or False{' or None' if allow_none else ''}, "
+                                    f"got {value!r}")
+    return bool(value)

@@ -30,11 +30,15 @@ from dataclasses import asdict, fields, is_dataclass
 import numpy as np
 import torch
 
-from . import __version__
-from ._streaming import StandardizedRows, column_absmax, column_mean, standardized_pool
-from ._validation import check_array, check_device, check_feature_names, check_n_features, check_weights
-from .config import LayerConfig, TrainingConfig
-from .ensemble import fit_stack, resolve_widths, stack_log_ratio
+from ._version import __version__
+from .core.streaming import StandardizedRows, column_absmax, column_mean, standardized_pool
+from ._validation import (
+    check_array, check_device, check_feature_names, check_n_features, check_seed, check_weights, is_int, is_real,
+)
+from .core.standardize import Standardizer, warn_clipped
+from .core.weights import check_weight_range, reference_weights
+from .config import LayerConfig, TrainingConfig, validate_config
+from .model.ensemble import fit_stack, resolve_widths, stack_log_ratio
 from .interpret import (
     ACTIVE_AMPLITUDE_FRACTION,
     ACTIVE_MIN_ZSCORE,
@@ -47,11 +51,11 @@ from .interpret import (
     significance_priority,
 )
 from .io import read_archive, write_archive
-from .kernels import COMPETITIONS, evaluate, get_competition, log_kernels
-from .schedules import SCHEDULES
-from .trainer import MIN_WIDTH, TrainResult
+from .core.kernels import COMPETITIONS, evaluate, get_competition, log_kernels
+from .core.schedules import SCHEDULES
+from .model.trainer import TrainResult
 
-__all__ = ["SparKer", "FORMAT_VERSION", "Standardizer"]
+__all__ = ["SparKer", "FORMAT_VERSION"]
 
 log = logging.getLogger(__name__)
 
@@ -59,101 +63,6 @@ FORMAT_VERSION = 1
 #: Number of the fitted data's highest-scoring points kept for :meth:`SparKer.top_points`.
 _TOP_STORED = 100
 _FORMAT_NAME = "sparker-model"
-
-
-#: Standardised values are clipped to [-Z_MAX, Z_MAX].  A reference never reaches it
-#: (|z| <= sqrt(n_reference - 1)); a data point that far out is far from every
-#: kernel either way, and the bound keeps ||x||^2 / sigma^2 finite in float32.
-Z_MAX = 1e6
-
-
-class Standardizer:
-    """Per-feature affine map fitted on the reference (constant features: scale 1).
-
-    Values anywhere in the float64 range are handled: moments that overflow are
-    recomputed on the features divided by their largest magnitude, and
-    standardised values are clipped to ``[-Z_MAX, Z_MAX]`` (with a warning).
-    """
-
-    def __init__(self, mean: np.ndarray, scale: np.ndarray):
-        self.mean = np.asarray(mean, dtype=np.float64)
-        self.scale = np.asarray(scale, dtype=np.float64)
-
-    @classmethod
-    def fit(cls, X: np.ndarray, weight: np.ndarray | None = None) -> "Standardizer":
-        """Fit on ``X`` of shape (n_samples, n_features): any real dtype, memory maps included.
-
-        Without ``weight`` the moments are taken over row chunks (no float64 copy of
-        ``X``), bit for bit equal to the in-memory formula (:mod:`sparker._streaming`).
-        """
-        if weight is not None:
-            X = np.asarray(X, dtype=np.float64)
-        with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-            if weight is None:
-                mean = column_mean(X)
-                scale = np.sqrt(column_mean(X, center=mean))
-            else:
-                mean = np.average(X, axis=0, weights=weight)
-                scale = np.sqrt(np.average((X - mean) ** 2, axis=0, weights=weight))
-        top = column_absmax(X)
-        extreme = (top > 0) & ((top < 1e-100) | (top > 1e100))
-        if extreme.any():
-            # magnitudes where squares underflow or sums overflow: moments of X / max|X|,
-            # scaled back (columns of ordinary magnitude keep the plain formula)
-            Y = np.asarray(X[:, extreme], dtype=np.float64) / top[extreme]
-            mean_y = np.average(Y, axis=0, weights=weight)
-            mean[extreme] = mean_y * top[extreme]
-            scale[extreme] = np.sqrt(np.average((Y - mean_y) ** 2, axis=0, weights=weight)) * top[extreme]
-        # constant: no spread beyond float rounding of the mean (relative, so that a
-        # feature measured on a 1e-13 scale, e.g. lifetimes in seconds, is kept)
-        tiny = (scale < np.finfo(np.float64).tiny) | (scale <= 1e-12 * np.abs(mean))
-        scale[tiny] = 1.0
-        return cls(mean, scale)
-
-    def transform(self, X: np.ndarray) -> np.ndarray:
-        Z, n_far = self.transform_counted(X)
-        warn_clipped(n_far)
-        return Z
-
-    def transform_counted(self, X: np.ndarray) -> tuple[np.ndarray, int]:
-        """:meth:`transform` without the warning: ``(Z, number of clipped values)``."""
-        with np.errstate(over="ignore", invalid="ignore"):
-            Z = (X - self.mean) / self.scale
-            bad = ~np.isfinite(Z)
-            if bad.any():  # X - mean overflowed (values near the float64 limits)
-                Z = np.where(bad, X / self.scale - self.mean / self.scale, Z)
-        far = np.abs(Z) > Z_MAX
-        n_far = int(far.sum()) if far.any() else 0
-        if n_far:
-            Z = np.clip(Z, -Z_MAX, Z_MAX)
-        return Z, n_far
-
-    def inverse(self, Z: np.ndarray) -> np.ndarray:
-        with np.errstate(over="ignore"):
-            X = Z * self.scale + self.mean
-        big = np.finfo(np.float64).max  # a centre beyond the float64 range is reported at its edge
-        return X if np.isfinite(X).all() else np.clip(X, -big, big)
-
-
-def warn_clipped(n_far: int) -> None:
-    """Log how many standardised values were clipped to ``[-Z_MAX, Z_MAX]`` (if any)."""
-    if n_far:
-        log.warning("%d value(s) lie beyond %g reference standard deviations from the reference "
-                    "mean and were clipped to it", n_far, Z_MAX)
-
-
-def reference_weights(n_ref: int, n_data: float, reference_weight, n_expected, normalize: bool):
-    """Per-point reference weights ``w_x`` (float64, shape (n_ref,)).
-
-    Default ``w = N_0 / N_R`` with ``N_0 = n_expected`` or the (weighted) data
-    count; user weights are rescaled to sum to ``N_0`` when ``normalize``.
-    """
-    n0 = float(n_data if n_expected is None else n_expected)
-    if reference_weight is None:
-        return np.full(n_ref, n0 / n_ref)
-    if normalize:
-        return reference_weight * (n0 / reference_weight.sum())
-    return np.asarray(reference_weight, dtype=np.float64)
 
 
 class SparKer:
@@ -371,11 +280,11 @@ class SparKer:
         wr = check_weights(reference_weight, R.shape[0], name="reference_weight")
         wd = check_weights(data_weight, D.shape[0], name="data_weight")
         if self.n_expected is not None:
-            if not _is_real(self.n_expected):
+            if not is_real(self.n_expected):
                 raise TypeError(f"n_expected: must be a positive number, got {self.n_expected!r}")
             if not (math.isfinite(self.n_expected) and self.n_expected > 0):
                 raise ValueError(f"n_expected: must be a positive number, got {self.n_expected!r}")
-        _check_seed(self.seed)
+        check_seed(self.seed, allow_none=True)
         device = check_device(self.device, dev_r, dev_d)
 
         std = Standardizer.fit(R)
@@ -386,8 +295,8 @@ class SparKer:
 
         wd = np.ones(D.shape[0]) if wd is None else wd
         w = reference_weights(R.shape[0], wd.sum(), wr, self.n_expected, normalize_reference)
-        _check_weight_range(wd, name="data_weight")
-        _check_weight_range(w, name="reference_weight" if wr is not None else "n_expected")
+        check_weight_range(wd, name="data_weight")
+        check_weight_range(w, name="reference_weight" if wr is not None else "n_expected")
         clipped = Rs.n_clipped + Ds.n_clipped
         Xa = standardized_pool([Rs, Ds], device=device)  # (N, d+2) float32 [x, 1, ||x||^2]
         warn_clipped(Rs.n_clipped + Ds.n_clipped - clipped)
@@ -646,7 +555,7 @@ class SparKer:
         import pandas as pd
 
         self._check_fitted()
-        if not _is_int(k) or k < 1:
+        if not is_int(k) or k < 1:
             raise ValueError(f"k: must be a positive integer, got {k!r}")
         if X is None:
             stored = getattr(self, "_fit_top_", None)
@@ -801,15 +710,6 @@ def _take(ex: Explanation, rows: np.ndarray) -> Explanation:
                        threshold=ex.threshold)
 
 
-#: Largest accepted ``a_max``: with ``|f| <= a_max`` (one layer, softmax gates), exp(f)
-#: and its sums over many points stay finite in float32.
-A_MAX_LIMIT = 50.0
-
-#: Per-point weights are used in float32: positive ones must lie in this range so that
-#: neither they nor ``w exp(f)`` (``|f| <= a_max``) underflow or overflow.
-WEIGHT_RANGE = (1e-30, 1e9)
-
-
 def _check_loaded(model: SparKer) -> None:
     """Shapes, types and finiteness of a model read from a file (ValueError if wrong)."""
     n = model.n_features_in_
@@ -840,19 +740,6 @@ def _check_loaded(model: SparKer) -> None:
         raise ValueError("the statistic is not finite")
 
 
-def _check_weight_range(w: np.ndarray, *, name: str) -> None:
-    """Raise ValueError naming ``name`` if a positive weight leaves :data:`WEIGHT_RANGE`."""
-    positive = w[w > 0]
-    if positive.size == 0:
-        return
-    lo, hi = float(positive.min()), float(positive.max())
-    if not (WEIGHT_RANGE[0] <= lo and hi <= WEIGHT_RANGE[1]):
-        raise ValueError(
-            f"{name}: per-point weights must lie in [{WEIGHT_RANGE[0]:g}, {WEIGHT_RANGE[1]:g}] for "
-            f"float32 training, got weights from {lo:.3g} to {hi:.3g}; rescale them"
-        )
-
-
 def _check_finite_fit(statistic: float, layers) -> None:
     """Refuse a fit whose statistic or parameters are not finite (never a silent NaN)."""
     params_ok = all(
@@ -864,24 +751,6 @@ def _check_finite_fit(statistic: float, layers) -> None:
             f"statistic: training diverged to a non-finite value (t = {statistic}); try a smaller "
             "lr_amplitudes, lr_centres or a_max, or check reference_weight, data_weight and n_expected"
         )
-
-
-def _is_real(v) -> bool:
-    """A real number (Python or NumPy), not a bool."""
-    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
-
-def _check_seed(seed) -> None:
-    if seed is None:
-        return
-    if not _is_int(seed):
-        raise TypeError(f"seed: must be a non-negative integer, got {seed!r}")
-    if seed < 0:
-        raise ValueError(f"seed: must be a non-negative integer, got {seed!r}")
 
 
 def _layer_configs(layers) -> tuple[LayerConfig, ...]:
@@ -916,43 +785,3 @@ def _json_default(obj):
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
-def validate_config(cfg: TrainingConfig) -> None:
-    """Raise a ValueError (TypeError for a wrong type) naming the offending setting."""
-    for layer in cfg.layer_configs():
-        if not _is_int(layer.n_kernels) or layer.n_kernels < 1:
-            raise ValueError(f"n_kernels: must be a positive integer, got {layer.n_kernels!r}")
-        if not _is_int(layer.epochs) or layer.epochs < 1:
-            raise ValueError(f"epochs: must be a positive integer, got {layer.epochs!r}")
-        if layer.schedule not in SCHEDULES:
-            raise ValueError(f"schedule: unknown schedule {layer.schedule!r}; choose one of {sorted(SCHEDULES)}")
-        for name in ("sigma_start", "sigma_end"):
-            v = getattr(layer, name)
-            if v is not None and not (_is_real(v) and math.isfinite(v) and v > 0):
-                raise ValueError(f"{name}: must be a positive finite width, got {v!r}")
-            if v is not None and v < MIN_WIDTH:
-                raise ValueError(f"{name}: must be at least {MIN_WIDTH:g} (the float32 resolution of "
-                                 f"standardised features), got {v!r}")
-        for name in ("sigma_start_quantile", "sigma_end_quantile"):
-            v = getattr(layer, name)
-            if not (_is_real(v) and 0.0 < v < 1.0):
-                raise ValueError(f"{name}: must lie in (0, 1), got {v!r}")
-        v = layer.sigma_end_contrast
-        if not (_is_real(v) and 0.0 < v <= 1.0):
-            raise ValueError(f"sigma_end_contrast: must lie in (0, 1] (1 = no cap), got {v!r}")
-    if cfg.competition not in COMPETITIONS:
-        raise ValueError(f"competition: unknown mode {cfg.competition!r}; choose one of {sorted(COMPETITIONS)}")
-    for name in ("lr_centres", "lr_amplitudes", "a_max"):
-        v = getattr(cfg, name)
-        if not (_is_real(v) and math.isfinite(v) and v > 0):
-            raise ValueError(f"{name}: must be a positive number, got {v!r}")
-    if cfg.a_max > A_MAX_LIMIT:
-        raise ValueError(f"a_max: must be at most {A_MAX_LIMIT:g} so that exp(f) stays finite in "
-                         f"float32, got {cfg.a_max!r}")
-    if not (_is_real(cfg.l1) and math.isfinite(cfg.l1) and cfg.l1 >= 0):
-        raise ValueError(f"l1: must be >= 0, got {cfg.l1!r}")
-    if not isinstance(cfg.reseed, (bool, np.bool_)):
-        raise TypeError(f"reseed: must be True or False, got {cfg.reseed!r}")
-    if cfg.chunk_rows is not None and (not _is_int(cfg.chunk_rows) or cfg.chunk_rows < 1):
-        raise ValueError(f"chunk_rows: must be a positive integer, got {cfg.chunk_rows!r}")
-    if not _is_int(cfg.record_every) or cfg.record_every < 0:
-        raise ValueError(f"record_every: must be an integer >= 0, got {cfg.record_every!r}")

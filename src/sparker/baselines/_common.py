@@ -29,9 +29,10 @@ import numpy as np
 import torch
 
 from .._validation import check_array, check_device, check_n_features, check_weights
-from ..calibration import TestResult
-from ..estimator import Standardizer, reference_weights
-from ..nulls import NullSpec, resolve_null_mode, toy_weights
+from ..results import TestResult
+from ..core.standardize import Standardizer
+from ..core.weights import reference_weights
+from ..core.nulls import NullSpec, resolve_null_mode, toy_weights
 from ..stats import aggregate, empirical_pvalue, fit_chi2, zscore
 
 WIDTH_KEY, OBS_KEY, TOY_KEY, CENTRE_KEY = 0, 1, 2, 3

@@ -45,8 +45,8 @@ import numbers
 
 import numpy as np
 
-from ..backends import backend_options, check_backend, get_backend, run_all
-from ..calibration import TestResult
+from ..core.backends import backend_options, check_backend, get_backend, run_all
+from ..results import TestResult
 from . import _common as C
 
 __all__ = ["C2ST_STATISTICS", "c2st", "c2st_statistic"]

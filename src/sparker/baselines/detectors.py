@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._validation import check_array, check_n_features
-from ..estimator import Standardizer
+from ..core.standardize import Standardizer
 from . import _common as C
 
 __all__ = ["DETECTORS", "isolation_forest_scores", "lof_scores"]

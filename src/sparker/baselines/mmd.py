@@ -58,8 +58,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..calibration import TestResult
-from ..schedules import pairwise_distance_quantiles
+from ..results import TestResult
+from ..core.schedules import pairwise_distance_quantiles
 from ..stats import empirical_pvalue
 from . import _common as C
 from ._kernels import gaussian, sq_distances

@@ -88,8 +88,8 @@ import torch
 import torch.nn.functional as F
 
 from .._validation import check_array, check_n_features
-from ..calibration import TestResult
-from ..schedules import pairwise_distance_quantiles
+from ..results import TestResult
+from ..core.schedules import pairwise_distance_quantiles
 from ..stats import AGGREGATIONS
 from . import _common as C
 from ._kernels import gaussian_kernel

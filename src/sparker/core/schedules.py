@@ -23,6 +23,12 @@ import numpy as np
 __all__ = ["SCHEDULES", "width_schedule", "pairwise_distance_quantiles"]
 
 
+#: Smallest kernel width (standardised units) the trainer uses: about the float32
+#: resolution of standardised features; narrower widths only make ``1 / sigma^2``
+#: overflow.  Narrower scheduled widths are raised to it (with a warning).
+MIN_WIDTH = 1e-6
+
+
 def _progress(epochs: int, reach: float) -> np.ndarray:
     stop = max(1, int(np.floor(reach * epochs)))
     return np.minimum(1.0, np.arange(epochs) / stop)

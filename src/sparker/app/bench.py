@@ -47,9 +47,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import scipy.stats as st
 
-from . import backends
-from .io import atomic_write_text, write_json
-from .stats import binomial_interval, empirical_pvalue, power
+from ..core import backends
+from ..io import atomic_write_text, write_json
+from ..stats import binomial_interval, empirical_pvalue, power
 
 log = logging.getLogger(__name__)
 
@@ -95,14 +95,14 @@ CI_SIZES: dict[str, dict] = {
 
 # ------------------------------------------------------------------ methods
 def _sparker_statistic(reference, data, seed, **settings):
-    from .estimator import SparKer
+    from ..estimator import SparKer
 
     return SparKer(seed=seed, **settings).fit(reference, data).statistic_
 
 
 def _baseline_statistic(name: str, **fixed):
     def statistic(reference, data, seed, **options):
-        from . import baselines
+        from .. import baselines
 
         return baselines.BASELINES[name](reference, data, seed=seed, **{**fixed, **options}).statistic
 
@@ -111,7 +111,7 @@ def _baseline_statistic(name: str, **fixed):
 
 
 def _c2st_statistic(reference, data, seed, **options):
-    from .baselines.c2st import c2st_statistic
+    from ..baselines.c2st import c2st_statistic
 
     return c2st_statistic(reference, data, seed=seed, **options)
 
@@ -132,9 +132,9 @@ STATISTICS: dict[str, Callable] = {
 def _test(name: str):
     def run(reference, data, seed, n_null, **options):
         if name == "sparker":
-            from .calibration import test
+            from ..calibration import test
         else:
-            from .baselines import BASELINES
+            from ..baselines import BASELINES
 
             test = BASELINES[name]
         res = test(reference, data, n_null=n_null, seed=seed, **options)
@@ -174,7 +174,7 @@ def _draw(shared: dict, method: str, fraction: float, scenario_seed: int, method
     """
     import torch
 
-    from .scenarios import make
+    from ..scenarios import make
 
     if shared["threads"]:
         torch.set_num_threads(shared["threads"])
@@ -334,8 +334,8 @@ def _rows(methods, fractions, stats, pvals, secs, cpus, mode, alpha) -> list[dic
 
 # ------------------------------------------------------------------ the study
 def _check_study(scenario, methods, fractions, n_toys, n_null_draws, mode, alpha, n_null):
-    from .baselines._common import check_positive_int
-    from .scenarios import SCENARIOS
+    from ..baselines._common import check_positive_int
+    from ..scenarios import SCENARIOS
 
     if scenario not in SCENARIOS:
         raise ValueError(f"scenario: unknown scenario {scenario!r}; choose one of {sorted(SCENARIOS)}")

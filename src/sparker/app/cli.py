@@ -45,20 +45,20 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .backends import BACKENDS
-from .baselines import BASELINES
-from .calibration import Calibration
-from .calibration import calibrate as calibrate_reference
-from .calibration import test as calibrated_test
-from .config import TrainingConfig
-from .estimator import SparKer
-from .io import _to_jsonable, read_table, write_json
-from .kernels import COMPETITIONS
-from .nulls import NULL_MODES
-from .scenarios import make
-from .schedules import SCHEDULES
-from .stats import AGGREGATIONS
+from .._version import __version__
+from ..core.backends import BACKENDS
+from ..baselines import BASELINES
+from ..calibration import Calibration
+from ..calibration import calibrate as calibrate_reference
+from ..calibration import test as calibrated_test
+from ..config import TrainingConfig
+from ..estimator import SparKer
+from ..io import _to_jsonable, read_table, write_json
+from ..core.kernels import COMPETITIONS
+from ..core.nulls import NULL_MODES
+from ..scenarios import make
+from ..core.schedules import SCHEDULES
+from ..stats import AGGREGATIONS
 
 __all__ = ["main", "COMMANDS", "training_flags"]
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._streaming import row_chunks
-from .config import TrainingConfig
-from .kernels import evaluate, get_competition
-from .schedules import pairwise_distance_quantiles, width_schedule
+from ..core.streaming import row_chunks
+from ..config import TrainingConfig
+from ..core.kernels import evaluate, get_competition
+from ..core.schedules import pairwise_distance_quantiles, width_schedule
 from .trainer import TrainResult, train_replicas
 
 __all__ = ["resolve_widths", "init_centres", "fit_stack", "StackFit", "stack_log_ratio"]

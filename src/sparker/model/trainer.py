@@ -39,7 +39,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .kernels import augment_centres, augment_pool, get_competition
+from ..core.schedules import MIN_WIDTH
+from ..core.kernels import augment_centres, augment_pool, get_competition
 
 __all__ = ["TrainResult", "train_replicas", "default_chunk_rows", "chunk_elements", "evaluate_loss"]
 
@@ -48,10 +49,6 @@ log = logging.getLogger(__name__)
 #: element budget (rows x B x M) of one chunk's activations: a few MB, cache friendly
 _CHUNK_ELEMENTS = 1 << 18
 
-#: Smallest kernel width (standardised units) the trainer uses: about the float32
-#: resolution of standardised features; narrower widths only make ``1 / sigma^2``
-#: overflow.  Narrower scheduled widths are raised to it (with a warning).
-MIN_WIDTH = 1e-6
 
 #: In float32 (and lower) precision, ``exp(f)`` is taken of ``min(f, _F_CLAMP)``: only
 #: reachable by stacks or ``competition="none"`` with large amplitudes, it keeps the

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .io import _to_jsonable, atomic_write_text, write_json
+from .._version import __version__
+from ..io import _to_jsonable, atomic_write_text, write_json
 
 __all__ = ["REPORT_FILE", "RESULT_FILE", "Report", "build_report", "write_report"]
 

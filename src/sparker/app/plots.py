@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import check_array, check_feature_names, check_n_features
-from .estimator import reference_weights
-from .interpret import marginal_relevance
+from .._validation import check_array, check_feature_names, check_n_features
+from ..core.weights import reference_weights
+from ..interpret import marginal_relevance
 
 __all__ = ["plot_marginals", "plot_null_distribution", "plot_training", "plot_view2d"]
 
