@@ -48,7 +48,7 @@ def _problem(N, d, B, M, seed=0):
 
 def _fit(X, r, dw, C0, widths, epochs, fused):
     t = time.perf_counter()
-    train_replicas(X, r, dw, C0, widths[:epochs], reseed=False, record_every=0, fused=fused)
+    train_replicas(X, r, dw, C0, widths[:epochs], l1=0.0, reseed=False, record_every=0, fused=fused)
     return time.perf_counter() - t
 
 

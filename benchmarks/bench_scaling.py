@@ -10,7 +10,7 @@ Parts (``--part``, several allowed; default all):
     in a fresh subprocess, so its peak RSS (``VmHWM``) is its own.
 ``linearity``
     Time per epoch at N and 4N (2.5e5 and 1e6 by default, d = 100), interleaved
-    in one process: the ratio should be near 4 (SPEC section 9).
+    in one process: the ratio should be near 4 (docs/method.md, "Cost model").
 ``flops``
     The batched step's flop rate (4 N d B M per step: its two GEMMs, the
     element-wise work not counted) against a plain
@@ -112,7 +112,7 @@ def _replica_problem(N: int, d: int, B: int, M: int, seed: int = 0, device: str 
 def _time_train(X, r, dw, C0, widths, epochs, fused="auto", chunk_rows=None) -> float:
     """Seconds per training epoch, from the epoch callbacks (no set-up or final pass)."""
     stamps = []
-    train_replicas(X, r, dw, C0, widths[:epochs], reseed=False, record_every=0, fused=fused,
+    train_replicas(X, r, dw, C0, widths[:epochs], l1=0.0, reseed=False, record_every=0, fused=fused,
                    chunk_rows=chunk_rows, callback=lambda e, loss: stamps.append(time.perf_counter()))
     return (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1)
 
@@ -183,7 +183,7 @@ def work_sparker_model(N, d, n_null, epochs=1000, probe=24, **_):
         fused = "compile" if (N + N // 10) * B * 8 * epochs >= _COMPILE_WORK else "eager"
         _time_train(X, r, dw, C0, widths, 3, fused=fused)  # warm-up (and compilation)
         stamps: list[float] = []
-        train_replicas(X, r, dw, C0, widths[:probe], reseed=True, record_every=0, fused=fused,
+        train_replicas(X, r, dw, C0, widths[:probe], l1=0.0, reseed=True, record_every=0, fused=fused,
                        callback=lambda e, loss, stamps=stamps: stamps.append(time.perf_counter()))
         gaps = np.diff(stamps)
         per_epoch = float(np.median(gaps))

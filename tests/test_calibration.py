@@ -20,9 +20,10 @@ import torch
 from scipy import stats as st
 
 import sparker
-import sparker.calibration as C
+import sparker.calibration.toys as C
 from sparker.core import nulls
 from sparker.calibration import Calibration
+from sparker.calibration.checkpoint import Checkpoint
 from sparker.stats import aggregate, binomial_interval
 
 #: small, fast training settings shared by most tests
@@ -391,7 +392,7 @@ def test_interrupted_in_process_run_resumes_with_any_chunk_size(ref, tmp_path, m
     monkeypatch.setattr(C, "_run_chunk", CountChunks(C._run_chunk, fail_after=2))
     with pytest.raises(KeyboardInterrupt):
         sparker.calibrate(ref, 100, replica_chunk=16, checkpoint=path, **kw)
-    _, _, done = C._Checkpoint.read(path)
+    _, _, done = Checkpoint.read(path)
     assert done.sum() == 32 and done[:32, 0].all()  # two chunks of 16 toys, first configuration
     counter = CountChunks(C._run_chunk.fn)
     monkeypatch.setattr(C, "_run_chunk", counter)
@@ -420,7 +421,7 @@ _KILLED_RUN = textwrap.dedent("""
     import sys, time
     import numpy as np
     import sparker
-    import sparker.calibration as C
+    import sparker.calibration.toys as C
 
     compute = C._run_chunk
 
@@ -447,7 +448,7 @@ def test_killed_calibration_resumes_without_redoing_finished_chunks(ref, tmp_pat
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
             if path.exists():
-                done = int(C._Checkpoint.read(path)[2].sum())
+                done = int(Checkpoint.read(path)[2].sum())
                 if done >= 2 * 16:
                     break
             time.sleep(0.02)
@@ -456,7 +457,7 @@ def test_killed_calibration_resumes_without_redoing_finished_chunks(ref, tmp_pat
     finally:
         proc.kill()
         proc.wait()
-    _, _, mask = C._Checkpoint.read(path)
+    _, _, mask = Checkpoint.read(path)
     n_done = int(mask.sum())
     assert 0 < n_done < 96 and n_done % 16 == 0  # whole chunks only
     counter = CountChunks(C._run_chunk)
@@ -524,3 +525,51 @@ def test_type1_error_full(name, n_reference, n_data, n_tests, n_null, extra):
     k, low, high = _type1(name, n_reference=n_reference, n_data=n_data, n_tests=n_tests,
                           n_null=n_null, **{**SMALL, **extra})
     assert low <= 0.05 <= high
+
+
+# ------------------------------------------------------------------ options from the config dataclasses
+def test_defaults_of_test_and_calibrate_are_the_config_defaults():
+    import dataclasses
+    import inspect
+
+    from sparker.config import NullConfig, RunConfig
+
+    for fn in (sparker.test, sparker.calibrate):
+        parameters = inspect.signature(fn).parameters
+        for options in (NullConfig, RunConfig):
+            for f in dataclasses.fields(options):
+                if f.name in parameters:
+                    assert parameters[f.name].default == f.default, (fn.__name__, f.name)
+    assert "null" not in inspect.signature(sparker.calibrate).parameters
+    assert "data_tolerance" not in inspect.signature(sparker.test).parameters
+
+
+@pytest.mark.parametrize("options, name", [
+    (dict(n_null=0), "n_null"),
+    (dict(n_null=True), "n_null"),
+    (dict(seed=-1), "seed"),
+    (dict(n_expected=float("nan")), "n_expected"),
+    (dict(poisson="yes"), "poisson"),
+    (dict(aggregation="max"), "aggregation"),
+    (dict(null="bootstrap"), "null"),
+    (dict(data_tolerance=-1.0), "data_tolerance"),
+])
+def test_null_options_are_checked_by_their_metadata(options, name):
+    from sparker.config import NullConfig, validate_options
+
+    with pytest.raises(ValueError, match=rf"^{name}:"):
+        validate_options(NullConfig(**options))
+
+
+@pytest.mark.parametrize("options, name", [
+    (dict(replica_chunk=0), "replica_chunk"),
+    (dict(n_workers=0, backend="processes"), "n_workers"),
+    (dict(backend="bogus"), "backend"),
+    (dict(backend="dask"), "scheduler"),
+    (dict(n_workers=2), "n_workers"),
+])
+def test_run_options_are_checked_by_their_metadata(options, name):
+    from sparker.config import RunConfig, validate_options
+
+    with pytest.raises(ValueError, match=rf"^{name}:"):
+        validate_options(RunConfig(**options))

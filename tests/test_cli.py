@@ -12,7 +12,7 @@ import pytest
 
 import sparker
 from sparker import SparKer, __version__, scenarios
-from sparker.app import cli
+from sparker.app import demo
 from sparker.app.cli import COMMANDS, build_parser, main, training_flags
 from sparker.config import TrainingConfig
 
@@ -60,7 +60,7 @@ def assert_user_error(capsys, code, *words):
 def test_demo_writes_results_and_refuses_to_overwrite(tmp_path, monkeypatch, capsys):
     # the full-size demo runs in `make demo`; a tenth of the points keeps this test quick
     small = functools.partial(scenarios.make, n_reference=2000, n_background=200, n_per_clump=10)
-    monkeypatch.setattr(cli, "make", small)
+    monkeypatch.setattr(demo, "make", small)
     monkeypatch.chdir(tmp_path)
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
@@ -400,3 +400,53 @@ def test_test_method_refuses_sparker_only_flags(test_files, capsys):
     assert run_test(ref, data, "--method", "mmd", "--n-kernels", "4") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("sparker: error: --method:")
+
+
+# ------------------------------------------------------------------- --layers
+
+LAYERS = '[{"n_kernels": 2}, {"n_kernels": 3, "sigma_end_quantile": 0.01}]'
+
+
+def test_layers_flag_takes_a_json_list_of_blocks(npy_files, capsys):
+    ref, data = npy_files
+    assert fit(ref, data, "--epochs", "50", "--layers", LAYERS) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [block["n_kernels"] for block in result["settings"]["layers"]] == [2, 3]
+    assert result["settings"]["layers"][1]["sigma_end_quantile"] == 0.01
+    assert len(result["kernels"]) == 5
+
+
+@pytest.mark.parametrize("text, words", [
+    ('[{"n_kernels": 2}', ["--layers", "JSON"]),
+    ('{"n_kernels": 2}', ["--layers", "list of objects"]),
+    ('[{"n_kernel": 2}]', ["--layers", "block 0", "n_kernel"]),
+    ('[{"n_kernels": 2}, {"epochs": 0}]', ["--layers", "block 1", "epochs"]),
+    ('[{"schedule": "bogus"}]', ["--layers", "block 0", "bogus"]),
+])
+def test_bad_layers_are_refused_naming_the_flag(npy_files, capsys, text, words):
+    ref, data = npy_files
+    assert_user_error(capsys, fit(ref, data, "--layers", text), *words)
+
+
+def test_layers_must_agree_with_the_calibration(test_files, tmp_path, capsys):
+    ref, data, _ = test_files
+    cal = tmp_path / "cal.npz"
+    assert main(["calibrate", "--reference", str(ref), "--n-data", "70", "--out", str(cal), "--n-null", "3",
+                 "--epochs", "20", "--layers", LAYERS]) == 0
+    capsys.readouterr()
+    assert run_test(ref, data, "--calibration", str(cal), "--layers", LAYERS) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [block["n_kernels"] for block in result["settings"][0]["layers"]] == [2, 3]
+    code = run_test(ref, data, "--calibration", str(cal), "--layers", '[{"n_kernels": 2}]')
+    assert_user_error(capsys, code, "--layers", "differs", "calibrate again")
+
+
+def test_every_training_flag_has_the_help_of_its_field(capsys):
+    assert main(["fit", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for f in TrainingConfig.__dataclass_fields__.values():
+        assert " ".join(f.metadata["help"].split()) in out, f.name
+    start = TrainingConfig.__dataclass_fields__["sigma_start_quantile"].metadata["help"]
+    end = TrainingConfig.__dataclass_fields__["sigma_end_quantile"].metadata["help"]
+    assert start != end and "start" in start and "end" in end
+    assert "--layers JSON" in out

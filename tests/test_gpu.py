@@ -40,8 +40,9 @@ def test_trainer_on_device_matches_cpu():
     r[:400] = 0.0
     c0 = X[:24].double().view(3, 8, 6).clone()
     widths = np.geomspace(2.5, 0.8, 40)
-    cpu = train_replicas(X, r, dw, c0, widths, fused="eager")
-    dev = train_replicas(X.to(DEVICE), r.to(DEVICE), dw.to(DEVICE), c0.to(DEVICE), widths, fused="eager")
+    cpu = train_replicas(X, r, dw, c0, widths, l1=0.0, fused="eager")
+    dev = train_replicas(X.to(DEVICE), r.to(DEVICE), dw.to(DEVICE), c0.to(DEVICE), widths, l1=0.0,
+                         fused="eager")
     assert dev.centres.device.type == "cpu"  # results come back to the CPU
     np.testing.assert_allclose(dev.statistic, cpu.statistic, rtol=1e-3, atol=1e-3)
     torch.testing.assert_close(dev.centres, cpu.centres, rtol=1e-3, atol=1e-3)

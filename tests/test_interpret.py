@@ -16,10 +16,12 @@ from sparker.interpret import (
     active_kernels,
     find_duplicates,
     flag_threshold,
+    kernel_table,
     marginal_relevance,
     poisson_zscore,
     significance_priority,
 )
+from sparker.model.stack import KernelStack
 from sparker.scenarios import make
 
 #: 1-d problem with a broad constant width, so that plain exponentials never underflow.
@@ -171,7 +173,13 @@ def test_duplicate_kernels_on_one_region_are_flagged(tiny):
     L["centres"] = torch.tensor([[centre], [centre + 0.2]], dtype=L["centres"].dtype)  # within one width
     L["amplitudes"] = torch.tensor([1.0, 1.5], dtype=L["amplitudes"].dtype)
     Rs, Ds = dup.standardizer_.transform(R), dup.standardizer_.transform(D)
-    dup.kernels_ = dup._kernel_table(Rs, Ds, np.full(len(R), len(D) / len(R)), np.ones(len(D)))
+
+    def refit_table():  # the model with the layer L, and its kernel table
+        dup.stack_ = KernelStack([L["centres"]], [L["amplitudes"]], [L["sigma"]], dup.competition)
+        dup.kernels_ = kernel_table(dup.stack_, dup.standardizer_, ["x0"], dup.a_max, Rs, Ds,
+                                    np.full(len(R), len(D) / len(R)), np.ones(len(D)))
+
+    refit_table()
     rows = dup.kernels_
     best = int(np.argmax([abs(r["local_z"]) for r in rows]))
     other = 1 - best
@@ -181,7 +189,7 @@ def test_duplicate_kernels_on_one_region_are_flagged(tiny):
     assert set(ex.region.tolist()) == {best}  # points owned by the duplicate belong to its region
     # opposite signs are never duplicates
     L["amplitudes"] = torch.tensor([1.0, -1.5], dtype=L["amplitudes"].dtype)
-    dup.kernels_ = dup._kernel_table(Rs, Ds, np.full(len(R), len(D) / len(R)), np.ones(len(D)))
+    refit_table()
     assert all(r["duplicate_of"] is None for r in dup.kernels_)
 
 

@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 import sparker
 from sparker.baselines import BASELINES
 from sparker.app.cli import main
-from sparker.io import _to_jsonable
+from sparker.io import to_jsonable
 
 #: tiny training: each fit takes a few milliseconds
 TINY = {"n_kernels": 2, "epochs": 20, "reseed": False}
@@ -252,7 +252,7 @@ def assert_raises_named(call, problem: Problem):
 
 
 def assert_json_ready(obj):
-    json.dumps(_to_jsonable(obj, "result"), allow_nan=False)
+    json.dumps(to_jsonable(obj, "result"), allow_nan=False)
 
 
 # ------------------------------------------------------------------ the estimator

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import itertools
 import json
@@ -40,9 +41,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sparker
-import sparker.calibration as C
+import sparker.app.commands
+import sparker.calibration.toys as C
+import sparker.methods
 import sparker.estimator as E
 from sparker.calibration import Calibration
+from sparker.calibration.checkpoint import Checkpoint
 from sparker.app.cli import main
 from sparker.io import read_table, write_json
 from sparker.model.trainer import MIN_WIDTH, _chunk_terms, train_replicas
@@ -140,7 +144,7 @@ def test_scheduled_widths_below_float32_resolution_are_raised(caplog):
     r[:10] = 0.0
     dw = (r == 0).float()
     with caplog.at_level(logging.WARNING, logger="sparker"):
-        res = train_replicas(X, r, dw, X[None, :2].double(), np.full(10, 1e-30), reseed=False)
+        res = train_replicas(X, r, dw, X[None, :2].double(), np.full(10, 1e-30), l1=0.0, reseed=False)
     assert "below the float32 resolution" in caplog.text
     assert res.sigma == MIN_WIDTH and np.isfinite(res.statistic).all()
 
@@ -222,7 +226,7 @@ def test_a_non_finite_null_toy_is_refused_and_finished_toys_are_kept(tmp_path, m
     path = tmp_path / "ck.npz"
     with pytest.raises(ValueError, match=r"^statistic: null toy 17 \(configuration 0\)"):
         sparker.calibrate(normal(400), 40, n_null=20, replica_chunk=16, checkpoint=path, **TINY)
-    _, values, done = C._Checkpoint.read(path)
+    _, values, done = Checkpoint.read(path)
     assert done[:16, 0].all() and not done[16:, 0].any() and np.isfinite(values[done]).all()
 
 
@@ -268,7 +272,7 @@ def saved(tmp_path_factory):
 LOADERS = {
     "model": lambda p: sparker.SparKer.load(p),
     "calibration": lambda p: Calibration.load(p),
-    "checkpoint": lambda p: C._Checkpoint.read(p),
+    "checkpoint": lambda p: Checkpoint.read(p),
 }
 ARG_NAME = {"model": "path", "calibration": "path", "checkpoint": "checkpoint"}
 
@@ -449,7 +453,7 @@ def _writers(tmp_path):
     R, D = bump()
     model = sparker.SparKer(**TINY).fit(R, D)
     cal = sparker.calibrate(R, 40, n_null=2, **TINY)
-    ck = C._Checkpoint(tmp_path / "ck.npz", "run", (2, 1))
+    ck = Checkpoint(tmp_path / "ck.npz", "run", (2, 1))
     np.save(tmp_path / "r.npy", R)
     np.save(tmp_path / "d.npy", D)
     fit_argv = ["fit", "--reference", tmp_path / "r.npy", "--data", tmp_path / "d.npy", "--n-kernels", 2,
@@ -507,8 +511,9 @@ def test_existing_outputs_are_refused_before_any_work(tmp_path, monkeypatch, com
         raise AssertionError("work started before the output check")
 
     monkeypatch.setattr(sparker.SparKer, "fit", no_work)
-    monkeypatch.setattr(sparker.app.cli, "calibrate_reference", no_work)
-    monkeypatch.setattr(sparker.app.cli, "calibrated_test", no_work)
+    monkeypatch.setattr(sparker.app.commands, "calibrate_reference", no_work)
+    monkeypatch.setitem(sparker.methods.METHODS, "sparker",
+                        dataclasses.replace(sparker.methods.METHODS["sparker"], test=no_work))
     argv = {"fit": ["fit", "--reference", tmp_path / "r.npy", "--data", tmp_path / "d.npy"],
             "test": ["test", "--reference", tmp_path / "r.npy", "--data", tmp_path / "d.npy"],
             "calibrate": ["calibrate", "--reference", tmp_path / "r.npy", "--n-data", 40]}[command]
@@ -600,7 +605,7 @@ def test_chunk_sizes_that_cover_all_toys_give_bitwise_identical_toys():
 # ====================================================================== killed runs
 _PACED_CLI = textwrap.dedent("""
     import sys, time
-    import sparker.calibration as C
+    import sparker.calibration.toys as C
     from sparker.app.cli import main
 
     compute = C._run_chunk
@@ -618,7 +623,7 @@ _PACED_CLI = textwrap.dedent("""
 def _done(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     if not path.exists():
         return None
-    _, values, done = C._Checkpoint.read(path)  # always readable: writes are atomic
+    _, values, done = Checkpoint.read(path)  # always readable: writes are atomic
     return values, done
 
 

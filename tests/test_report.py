@@ -12,7 +12,7 @@ import pytest
 
 import sparker
 from sparker import SparKer, scenarios
-from sparker.app import cli
+from sparker.app import demo
 from sparker.app.cli import main
 from sparker.app.report import build_report, write_report
 
@@ -203,7 +203,7 @@ def test_cli_test_refuses_an_existing_report(npy_files, tmp_path, capsys):
 
 def test_cli_demo_writes_report_and_prints_where(tmp_path, monkeypatch, capsys):
     small = functools.partial(scenarios.make, n_reference=2000, n_background=200, n_per_clump=10)
-    monkeypatch.setattr(cli, "make", small)
+    monkeypatch.setattr(demo, "make", small)
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out)]) == 0
     printed = capsys.readouterr().out

@@ -180,8 +180,8 @@ def test_given_augmented_pool_gives_the_same_training():
     c0 = X[:8].double().view(2, 4, 5).clone()
     widths = np.geomspace(2.0, 0.5, 12)
     Xa = augment_pool(X)
-    a = train_replicas(X, r, dw, c0, widths, chunk_rows=700)
-    b = train_replicas(Xa[:, :5], r, dw, c0, widths, chunk_rows=700, augmented=Xa)
+    a = train_replicas(X, r, dw, c0, widths, l1=0.0, chunk_rows=700)
+    b = train_replicas(Xa[:, :5], r, dw, c0, widths, l1=0.0, chunk_rows=700, augmented=Xa)
     np.testing.assert_array_equal(a.statistic, b.statistic)
     assert torch.equal(a.centres, b.centres)
     with pytest.raises(ValueError, match="^augmented:"):
@@ -191,7 +191,7 @@ def test_given_augmented_pool_gives_the_same_training():
 def test_command_line_reads_npy_memory_mapped(tmp_path, monkeypatch, capsys):
     import json
 
-    from sparker.app import cli
+    from sparker.app import cli, files
     from sparker.io import read_table as real_read_table
 
     R, D = _sample(3_000, 4, np.float32), _sample(300, 4, np.float32, shift=0.5, seed=5)
@@ -204,7 +204,7 @@ def test_command_line_reads_npy_memory_mapped(tmp_path, monkeypatch, capsys):
         seen.append(isinstance(table.base, np.memmap) or isinstance(table, np.memmap))
         return table, names
 
-    monkeypatch.setattr(cli, "read_table", spy)
+    monkeypatch.setattr(files, "read_table", spy)
     assert cli.main(["fit", "--reference", str(tmp_path / "r.npy"), "--data", str(tmp_path / "d.npy"),
                      "--epochs", "3", "--n-kernels", "2"]) == 0
     assert seen == [True, True]

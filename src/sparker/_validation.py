@@ -3,7 +3,9 @@
 Every public function of SparKer that accepts user data passes it through these helpers
 first, so that the computational code can assume clean input: a C-contiguous ``float64``
 array of shape ``(n_samples, n_features)`` with finite entries, and optional non-negative
-per-point weights of shape ``(n_samples,)``.
+per-point weights of shape ``(n_samples,)``.  Settings (counts, seeds, widths, fractions,
+names from a registry, switches) go through the scalar checks at the end of the module,
+which every layer shares.
 
 Error messages always start with the name of the offending argument (for example
 ``"reference: ..."``) and say what was expected, so that the same messages serve the
@@ -24,6 +26,7 @@ __all__ = [
     "InvalidParameterError",
     "check_bool",
     "check_choice",
+    "check_fraction",
     "check_int",
     "check_real",
     "check_seed",
@@ -63,7 +66,7 @@ def check_array(
         float32/float64 torch tensor or a DataFrame of one float dtype is returned as
         it is (any such dtype, maybe read-only or not contiguous; a tensor moved to
         the CPU) instead of as a float64 copy.  The caller reads it in row chunks
-        (:mod:`sparker._streaming`).
+        (:mod:`sparker.core.streaming`).
 
     Returns
     -------
@@ -85,27 +88,7 @@ def check_array(
         If ``X`` is not 2-D, has no feature, has fewer than ``min_samples`` rows, or
         contains NaN or infinite entries (their number and the first bad row are given).
     """
-    feature_names: list[str] | None = None
-    device: torch.device | None = None
-    if X is None:
-        raise TypeError(
-            f"{name}: expected a 2-D array-like of shape (n_samples, n_features), got None"
-        )
-    if _is_pandas(X, "DataFrame"):
-        feature_names = [str(column) for column in X.columns]
-        array = _frame_to_array(X, name=name, lean=lean)
-    elif _is_pandas(X, "Series"):
-        raise ValueError(
-            f"{name}: expected a 2-D array-like of shape (n_samples, n_features), got a pandas "
-            "Series; use series.to_frame() if it is a single feature"
-        )
-    elif lean and isinstance(X, torch.Tensor) and X.layout == torch.strided \
-            and X.dtype in (torch.float32, torch.float64):
-        array, device = X.detach().cpu().numpy(), X.device  # no float64 copy of a float32 tensor
-    else:
-        array, device = _to_numpy(X, name=name)
-        if not (lean and array.dtype.kind in _NUMERIC_KINDS):
-            array = _to_float64(array, name=name)
+    array, feature_names, device = _convert(X, name=name, lean=lean)
 
     if array.ndim != 2:
         raise ValueError(_ndim_message(array, name=name))
@@ -124,6 +107,36 @@ def check_array(
     array = np.ascontiguousarray(array, dtype=np.float64)
     if not array.flags.writeable:
         array = array.copy()
+    return array, feature_names, device
+
+
+def _convert(X: Any, *, name: str, lean: bool) -> tuple[np.ndarray, list[str] | None, torch.device | None]:
+    """Turn any accepted 2-D input into a NumPy array, its column names and its device.
+
+    The array is float64 unless ``lean`` keeps a real dtype (see :func:`check_array`); its
+    shape and entries are not checked yet.
+    """
+    feature_names: list[str] | None = None
+    device: torch.device | None = None
+    if X is None:
+        raise TypeError(
+            f"{name}: expected a 2-D array-like of shape (n_samples, n_features), got None"
+        )
+    if _is_pandas(X, "DataFrame"):
+        feature_names = [str(column) for column in X.columns]
+        array = frame_to_array(X, name=name, lean=lean)
+    elif _is_pandas(X, "Series"):
+        raise ValueError(
+            f"{name}: expected a 2-D array-like of shape (n_samples, n_features), got a pandas "
+            "Series; use series.to_frame() if it is a single feature"
+        )
+    elif lean and isinstance(X, torch.Tensor) and X.layout == torch.strided \
+            and X.dtype in (torch.float32, torch.float64):
+        array, device = X.detach().cpu().numpy(), X.device  # no float64 copy of a float32 tensor
+    else:
+        array, device = _to_numpy(X, name=name)
+        if not (lean and array.dtype.kind in _NUMERIC_KINDS):
+            array = _to_float64(array, name=name)
     return array, feature_names, device
 
 
@@ -254,7 +267,7 @@ def _is_pandas(obj: Any, class_name: str) -> bool:
     )
 
 
-def _frame_to_array(frame: Any, *, name: str, lean: bool = False) -> np.ndarray:
+def frame_to_array(frame: Any, *, name: str, lean: bool = False) -> np.ndarray:
     """Convert a pandas DataFrame with numeric or boolean columns to a float64 array.
 
     Parameters
@@ -452,27 +465,46 @@ def is_int(v) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
+def _bounds(minimum, maximum) -> str:
+    """``" >= a"``, ``" <= b"``, ``" in [a, b]"`` or ``""``: the range in a message."""
+    if minimum is None:
+        return "" if maximum is None else f" <= {maximum}"
+    return f" >= {minimum}" if maximum is None else f" in [{minimum}, {maximum}]"
+
+
 def check_int(value, *, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
     """``value`` as an ``int`` within ``[minimum, maximum]`` (either bound optional).
 
-    Raises :class:`InvalidParameterError` for a non-integer (bools included) and
-    ``ValueError`` for one out of range, both starting with ``name``.
+    Parameters
+    ----------
+    value : object
+        The setting to check: a Python or NumPy integer (not a bool).
+    name : str
+        Name of the argument, the prefix of the error message.
+    minimum, maximum : int, optional
+        Inclusive bounds.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    InvalidParameterError
+        If ``value`` is not an integer (bools included).
+    ValueError
+        If it is out of range.
     """
-    if minimum is None:
-        bound = "an integer" if maximum is None else f"an integer <= {maximum}"
-    elif maximum is None:
-        bound = {0: "a non-negative integer", 1: "a positive integer"}.get(minimum, f"an integer >= {minimum}")
-    else:
-        bound = f"an integer in [{minimum}, {maximum}]"
+    expected = f"{name}: expected an integer{_bounds(minimum, maximum)}, got {value!r}"
     if not is_int(value):
-        raise InvalidParameterError(f"{name}: must be {bound}, got {value!r}")
+        raise InvalidParameterError(expected)
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-        raise ValueError(f"{name}: must be {bound}, got {value!r}")
+        raise ValueError(expected)
     return int(value)
 
 
 def check_seed(seed, *, allow_none: bool = False) -> int | None:
-    """A random seed: a non-negative integer (or None when ``allow_none``)."""
+    """A random seed: an integer >= 0 (or None when ``allow_none``), checked by :func:`check_int`."""
     if seed is None and allow_none:
         return None
     return check_int(seed, name="seed", minimum=0)
@@ -480,33 +512,68 @@ def check_seed(seed, *, allow_none: bool = False) -> int | None:
 
 def check_real(value, *, name: str, positive: bool = False, minimum: float | None = None,
                maximum: float | None = None) -> float:
-    """``value`` as a finite ``float`` (> 0 when ``positive``; within the closed bounds given)."""
+    """``value`` as a finite ``float`` (> 0 when ``positive``; within the closed bounds given).
+
+    Raises :class:`InvalidParameterError` for a value that is not a real number (bools
+    included) and ``ValueError`` for NaN, infinities, a non-positive value when
+    ``positive`` or one out of bounds, both starting with ``name``.
+    """
     if not is_real(value):
-        raise InvalidParameterError(f"{name}: must be a finite number, got {value!r}")
+        raise InvalidParameterError(f"{name}: expected a real number, got {value!r}")
     v = float(value)
     if not math.isfinite(v) or (positive and v <= 0):
-        raise ValueError(f"{name}: must be a finite {'positive ' if positive else ''}number, got {value!r}")
+        raise ValueError(f"{name}: expected a finite {'positive ' if positive else ''}number, got {value!r}")
     if (minimum is not None and v < minimum) or (maximum is not None and v > maximum):
-        raise ValueError(f"{name}: must lie in [{minimum}, {maximum}], got {value!r}")
+        raise ValueError(f"{name}: expected a number{_bounds(minimum, maximum)}, got {value!r}")
+    return v
+
+
+def check_fraction(value, *, name: str, open_interval: bool = False) -> float:
+    """``value`` as a ``float`` in ``[0, 1]``, or in ``(0, 1)`` when ``open_interval``.
+
+    The open interval suits quantiles, levels and held-out shares.  Raises
+    :class:`InvalidParameterError` for a value that is not a real number (bools included)
+    and ``ValueError`` for one outside the interval (NaN included), both starting with
+    ``name``.
+    """
+    if not is_real(value):
+        raise InvalidParameterError(f"{name}: expected a real number, got {value!r}")
+    v = float(value)
+    inside = 0.0 < v < 1.0 if open_interval else 0.0 <= v <= 1.0
+    if not inside:
+        interval = "(0, 1)" if open_interval else "[0, 1]"
+        raise ValueError(f"{name}: expected a fraction in {interval}, got {value!r}")
     return v
 
 
 def check_choice(value, choices, *, name: str):
-    """``value`` if it is one of ``choices`` (a registry or any container)."""
+    """``value`` if it is one of ``choices`` (a registry or any container).
+
+    Raises
+    ------
+    ValueError
+        Naming ``name`` and listing the sorted choices, also for an unhashable value.
+    """
     try:
         ok = value in choices
     except TypeError:  # unhashable
         ok = False
     if not ok:
-        raise ValueError(f"{name}: unknown value {value!r}; choose one of {sorted(choices)}")
+        raise ValueError(f"{name}: expected one of {sorted(choices)}, got {value!r}")
     return value
 
 
 def check_bool(value, *, name: str, allow_none: bool = False) -> bool | None:
-    """``True`` or ``False`` (NumPy bools too), or None when ``allow_none``."""
+    """``True`` or ``False`` (NumPy bools too), or None when ``allow_none``.
+
+    Raises
+    ------
+    InvalidParameterError
+        For any other value.
+    """
     if value is None and allow_none:
         return None
     if not isinstance(value, (bool, np.bool_)):
-        raise InvalidParameterError(f"{name}: must be True or False{' or None' if allow_none else ''}, "
+        raise InvalidParameterError(f"{name}: expected True or False{' or None' if allow_none else ''}, "
                                     f"got {value!r}")
     return bool(value)

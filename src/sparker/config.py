@@ -1,21 +1,57 @@
 """Configuration dataclasses: one per concern, saved beside every result.
 
-Each field maps 1:1 onto a command-line flag (``--n-kernels`` for
-``n_kernels`` ...), see :mod:`sparker.cli`.
+- :class:`TrainingConfig` (and :class:`LayerConfig`): how one model is trained.
+- :class:`NullConfig`: how the null toys of a calibrated test are made and
+  combined; a saved calibration fixes these (``fixed`` in the metadata).
+- :class:`RunConfig`: where and how the toys run; never changes a number.
+
+Field metadata drives both the checks and the command line
+(:mod:`sparker.app.flags`): every field has a one-line ``help``; a field of
+:class:`NullConfig` or :class:`RunConfig` also has a ``kind`` (a key of
+:data:`OPTION_CHECKS`, which says how :func:`validate_options` checks it and
+what the flag parses) and may have
+
+``choices``
+    the registry whose keys are the accepted values;
+``fixed``
+    a saved calibration fixes it (``attribute``: the :class:`Calibration`
+    attribute it is compared with, default the field name; ``any_value``: a
+    value that stands for whatever the calibration has);
+``toys_only``
+    it only matters while null toys run;
+``backend``
+    the one back end that uses it;
+``commands``
+    the commands that have its flag (default: every command with null-toy flags);
+``metavar``, ``default_text``
+    how its flag is shown (``default_text`` None: no default shown);
+``tty``
+    on the command line its default is whether stderr is a terminal.
+
+See ``docs/method.md``, sections "The model", "The loss and training",
+"Width annealing" and "Calibration".
 """
 
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 
-from ._validation import is_int, is_real
+from ._validation import check_bool, check_choice, check_int, check_real, is_int, is_real
+from .core.backends import BACKENDS, backend_options, check_backend
 from .core.kernels import COMPETITIONS
+from .core.nulls import NULL_MODES
 from .core.schedules import MIN_WIDTH, SCHEDULES
+from .stats import AGGREGATIONS
 
-__all__ = ["TrainingConfig", "LayerConfig", "validate_config", "A_MAX_LIMIT"]
+__all__ = [
+    "TrainingConfig", "LayerConfig", "NullConfig", "RunConfig", "validate_config", "validate_options",
+    "option_values", "OPTION_CHECKS", "A_MAX_LIMIT",
+]
 
 #: Largest accepted ``a_max``: with ``|f| <= a_max`` (one layer, softmax gates), exp(f)
 #: and its sums over many points stay finite in float32.
@@ -36,32 +72,70 @@ class LayerConfig:
     sigma_end_contrast: float | None = None
 
 
+def _setting(default, help: str, **metadata):
+    """A field of :class:`TrainingConfig` with its one-line help (the command line shows it)."""
+    return field(default=default, metadata={"help": help, **metadata})
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
-    """How one SparKer model is trained (see ``SPEC.md`` sections 2-3).
+    """How one SparKer model is trained (``docs/method.md``, "The model" to "Re-seeding").
 
     Widths are in standardised units (features scaled by the reference's
     standard deviation).  ``sigma_start``/``sigma_end`` of None are derived from
-    pairwise-distance quantiles of the standardised reference.
+    pairwise-distance quantiles of the standardised reference.  Each field's
+    ``help`` metadata is its one-line description (``sparker fit --help``);
+    ``choices`` names the registry of a setting that takes a name.
     """
 
-    n_kernels: int = 8
-    competition: str = "kernel-softmax"
-    epochs: int = 1000
-    schedule: str = "geometric"
-    sigma_start: float | None = None
-    sigma_end: float | None = None
-    sigma_start_quantile: float = 0.9
-    sigma_end_quantile: float = 0.003
-    sigma_end_contrast: float = 1e-2
-    lr_centres: float = 0.07
-    lr_amplitudes: float = 0.05
-    a_max: float = 10.0
-    l1: float = 0.5
-    reseed: bool = True
-    chunk_rows: int | None = None
-    record_every: int = 10
-    layers: tuple[LayerConfig, ...] = field(default_factory=tuple)
+    n_kernels: int = _setting(8, "Number of kernels M")
+    competition: str = _setting("kernel-softmax", "How kernels combine", choices=COMPETITIONS)
+    epochs: int = _setting(1000, "Full-batch Adam steps")
+    schedule: str = _setting(
+        "geometric", "Width annealing schedule; the end width is reached at 90% of the epochs",
+        choices=SCHEDULES)
+    sigma_start: float | None = _setting(
+        None, "Start width in standardised units; by default the sigma_start_quantile "
+              "quantile of pairwise reference distances")
+    sigma_end: float | None = _setting(
+        None, "End width in standardised units; by default the sigma_end_quantile "
+              "quantile of pairwise reference distances")
+    sigma_start_quantile: float = _setting(
+        0.9, "Quantile of pairwise distances of the standardised reference that sets the "
+             "default start width")
+    sigma_end_quantile: float = _setting(
+        0.003, "Quantile of pairwise distances of the standardised reference that sets the "
+               "default end width")
+    sigma_end_contrast: float = _setting(
+        1e-2, "Caps the default end width where distances concentrate (high dimensions): a "
+              "kernel centred on a reference point must weight a point at the median pairwise "
+              "distance at most this fraction of one at the sigma_end_quantile distance")
+    lr_centres: float = _setting(
+        0.07, "Adam step of the centres, in units of the current width: a centre moves by about "
+              "lr_centres * sigma per step in any dimension (the per-coordinate step is "
+              "lr_centres * sigma / sqrt(d); 0.07 is the square2d-tuned step of 0.05 per "
+              "coordinate at d = 2)")
+    lr_amplitudes: float = _setting(0.05, "Adam step of the amplitudes")
+    a_max: float = _setting(
+        10.0, "Amplitudes are clipped to [-a_max, a_max] after every step; at most 50, so that "
+              "exp(f) stays finite in float32")
+    l1: float = _setting(
+        0.5, "L1 penalty on the amplitudes, in loss units per unit amplitude (the statistic "
+             "itself is always the unpenalised -2 L)")
+    reseed: bool = _setting(
+        True, "Re-seed the least useful kernel onto the largest unexplained excess or deficit "
+              "at fixed points of the schedule")
+    chunk_rows: int | None = _setting(
+        None, "Rows per chunk of the full-batch gradient (memory bound); default ~1 MB of "
+              "activations per chunk")
+    record_every: int = _setting(
+        10, "Stride of the recorded training trajectory (history_); 0 = off")
+    layers: tuple[LayerConfig, ...] = field(default_factory=tuple, metadata={
+        "help": "Multi-scale stack as JSON: a list of per-block override objects (keys among "
+                "n_kernels, epochs, schedule, sigma_start, sigma_end, sigma_start_quantile, "
+                "sigma_end_quantile, sigma_end_contrast), trained in order, broad first",
+        "default_text": "one block",
+    })
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -129,3 +203,161 @@ def validate_config(cfg: TrainingConfig) -> None:
         raise ValueError(f"chunk_rows: must be a positive integer, got {cfg.chunk_rows!r}")
     if not is_int(cfg.record_every) or cfg.record_every < 0:
         raise ValueError(f"record_every: must be an integer >= 0, got {cfg.record_every!r}")
+
+
+# ------------------------------------------------------------------ null toys and how they run
+def _option(default, help: str, kind: str, **metadata):
+    """A field of :class:`NullConfig` or :class:`RunConfig` (metadata keys: module notes)."""
+    return field(default=default, metadata={"help": help, "kind": kind, **metadata})
+
+
+def _check_choice(value, *, name: str, metadata: dict):
+    return check_choice(value, metadata["choices"], name=name)
+
+
+#: option ``kind`` -> check of a given value, ``(value, *, name, metadata)`` (raises naming ``name``)
+OPTION_CHECKS: dict[str, Callable] = {
+    "count": lambda value, *, name, metadata: check_int(value, name=name, minimum=1),
+    "seed": lambda value, *, name, metadata: check_int(value, name=name, minimum=0),
+    "positive": lambda value, *, name, metadata: check_real(value, name=name, positive=True),
+    "non_negative": lambda value, *, name, metadata: check_real(value, name=name, minimum=0.0),
+    "switch": lambda value, *, name, metadata: check_bool(value, name=name),
+    "display": lambda value, *, name, metadata: value,  # presentation only: any truthy value turns it on
+    "choice": _check_choice,
+    "text": lambda value, *, name, metadata: value,  # names and clients, checked where used
+    "path": lambda value, *, name, metadata: value,
+}
+
+
+@dataclass(frozen=True)
+class NullConfig:
+    """How the null toys of a calibrated test are made and combined (``docs/method.md``, "Calibration").
+
+    The defaults of :func:`sparker.test` and :func:`sparker.calibrate`.  A
+    saved :class:`~sparker.calibration.Calibration` fixes every field.
+
+    Attributes
+    ----------
+    n_null : int, default=100
+        Number of null toys (p-value resolution ``1 / (n_null + 1)``).
+    null : {"auto", "resample", "permutation"}, default="auto"
+        How toys are made (see :mod:`sparker.core.nulls`); ``auto`` resamples
+        the reference when ``n_reference >= 5 n_data``, else permutes the
+        pooled samples.  :func:`sparker.calibrate` always resamples.
+    seed : int, default=0
+        Same meaning as :class:`~sparker.SparKer`'s ``seed``; toy ``b`` uses
+        child seeds of ``(seed, 2, b)`` only.
+    n_expected : float, optional
+        ``N_0``, the expected data count; default: the data count.
+    poisson : bool, optional
+        Resample toys with Poisson(``N_0``) data counts; default: True when
+        ``n_expected`` is given.
+    aggregation : {"minp", "fisher", "meanp"}, default="minp"
+        How configurations given as lists of settings are combined
+        (:data:`sparker.stats.AGGREGATIONS`).
+    data_tolerance : float, default=3
+        With Poisson toys, a calibration accepts samples whose (weighted) size
+        is within ``data_tolerance * sqrt(N_0)`` of ``N_0``; exact-count toys
+        accept exactly ``n_data`` points (:func:`sparker.calibrate` only).
+    """
+
+    n_null: int = _option(100, "number of null toys; p-value resolution 1/(B+1)", "count",
+                          fixed=True, metavar="B")
+    null: str = _option("auto", "how toys are made: resample the reference, permute the pooled "
+                        "samples, or auto: resample when n_reference >= 5 n_data", "choice",
+                        choices=("auto", *NULL_MODES), fixed=True, attribute="null_mode",
+                        any_value="auto", commands=("test",))
+    seed: int = _option(0, "seed of every random choice", "seed", fixed=True)
+    n_expected: float | None = _option(None, "N_0, data count expected under the reference", "positive",
+                                       fixed=True, metavar="N0", default_text="the data count")
+    poisson: bool | None = _option(None, "draw each toy's data count from Poisson(N_0)", "switch",
+                                   fixed=True, default_text="yes when --n-expected is given")
+    aggregation: str = _option("minp", "how configurations given as lists are combined", "choice",
+                               choices=AGGREGATIONS, fixed=True)
+    data_tolerance: float = _option(3.0, "accepted distance of a sample's size from N_0, in units "
+                                    "of sqrt(N_0) (Poisson toys)", "non_negative", fixed=True,
+                                    commands=())
+
+    def check_together(self) -> None:
+        """Checks that involve several fields (none: those need the samples)."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Where and how null toys run; never changes a number (``docs/method.md``, "Calibration").
+
+    Attributes
+    ----------
+    replica_chunk : int, default=64
+        Toys per task of the back end, rounded up to a multiple of
+        ``REPLICA_BLOCK`` (16): each block of 16 toys (ids ``[16 j, 16 j + 16)``)
+        trains as one batch of replicas, so every toy is bit-identical whatever
+        the chunk size or back end.
+    backend : {"batched", "processes", "dask"}, default="batched"
+        Where chunks run: in this process, in local processes (``n_workers``)
+        or on a Dask cluster (``scheduler``); see :mod:`sparker.core.backends`.
+    scheduler : distributed.Client, cluster or str, optional
+        For ``backend="dask"``.
+    n_workers : int, optional
+        For ``backend="processes"``; default: one per CPU.
+    checkpoint : path, optional
+        ``.npz`` file where finished toys are stored as chunks complete.  A
+        rerun with the same arguments (any chunk size or back end) resumes
+        from it and recomputes only unfinished chunks; a file from another
+        run is refused.  The file is kept after completion, so rerunning
+        returns at once; delete it when the calibration is saved.  With
+        ``permutation`` toys it belongs to one (reference, data) pair.
+    progress : bool, default=False
+        Progress bar (tqdm) over the toys.
+    device : str or torch.device, optional
+        Where to train (toys and observed fits); default: the device of a
+        tensor input, else CPU.
+    """
+
+    replica_chunk: int = _option(64, "toys per task, rounded up to whole blocks of 16 toys that train "
+                                 "together", "count", metavar="N", toys_only=True)
+    backend: str = _option("batched", "where chunks of toys run", "choice", choices=BACKENDS,
+                           toys_only=True, default_text="batched, in this process")
+    scheduler: object = _option(None, "Dask scheduler address, for --backend dask", "text",
+                                metavar="ADDRESS", backend="dask", toys_only=True, default_text=None)
+    n_workers: int | None = _option(None, "worker processes for --backend processes", "count",
+                                    metavar="N", backend="processes", toys_only=True,
+                                    default_text="one per CPU")
+    checkpoint: str | os.PathLike | None = _option(
+        None, "store finished toys here; rerunning the same command resumes from it", "path",
+        metavar="FILE", toys_only=True, default_text=None)
+    progress: bool = _option(False, "progress bar on stderr", "display", tty=True,
+                             default_text="when stderr is a terminal")
+    device: object = _option(None, "torch device to train on", "text", default_text="cpu")
+
+    def backend_options(self) -> dict:
+        """The back-end options given (``scheduler``, ``n_workers``), as keyword arguments."""
+        return backend_options(self.scheduler, self.n_workers)
+
+    def check_together(self) -> None:
+        """The back end and the options it needs or refuses."""
+        check_backend(self.backend, **self.backend_options())
+
+
+def validate_options(options: NullConfig | RunConfig) -> None:
+    """Check every field with the check of its ``kind``, then the fields together.
+
+    A field whose default is None may be None (left out).
+
+    Raises
+    ------
+    ValueError
+        Naming the offending field (an :class:`~sparker._validation.InvalidParameterError`,
+        also a TypeError, for a value of the wrong type).
+    """
+    for f in fields(options):
+        value = getattr(options, f.name)
+        if value is None and f.default is None:
+            continue
+        OPTION_CHECKS[f.metadata["kind"]](value, name=f.name, metadata=f.metadata)
+    options.check_together()
+
+
+def option_values(options: NullConfig | RunConfig, *, exclude=()) -> dict:
+    """The fields as keyword arguments (values as they are: no copies, unlike ``asdict``)."""
+    return {f.name: getattr(options, f.name) for f in fields(options) if f.name not in exclude}

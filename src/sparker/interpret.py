@@ -1,9 +1,9 @@
 r"""Interpretation of a fitted SparKer model: which kernels matter, which points they own.
 
-Everything here follows section 5 of the specification.  For kernel :math:`i` with gate
-:math:`\phi_i` (:math:`\phi_i = s_i k_i` for the default ``kernel-softmax`` mode, see
-:mod:`sparker.kernels`), amplitude :math:`a_i`, data weights :math:`d_x` and reference
-weights :math:`w_x`:
+Everything here follows ``docs/method.md``, section "Interpretation".  For kernel :math:`i`
+with gate :math:`\phi_i` (:math:`\phi_i = s_i k_i` for the default ``kernel-softmax`` mode,
+see :mod:`sparker.core.kernels`), amplitude :math:`a_i`, data weights :math:`d_x` and
+reference weights :math:`w_x`:
 
 .. math::
 
@@ -62,21 +62,35 @@ its owner's region (the owner, or the kernel it duplicates) is active.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+
+from ._validation import check_array, is_int
+from .core.kernels import get_competition
+from .core.streaming import StandardizedRows
+from .model.stack import KernelStack
 
 __all__ = [
     "ACTIVE_AMPLITUDE_FRACTION",
     "ACTIVE_MIN_ZSCORE",
     "MIN_EXCESS_FRACTION",
+    "TOP_STORED",
     "Explanation",
     "active_kernels",
+    "explain_points",
     "find_duplicates",
     "flag_threshold",
+    "kernel_table",
+    "kernels_frame",
+    "layer_gates",
     "marginal_relevance",
     "poisson_zscore",
     "significance_priority",
+    "top_candidates",
+    "top_points",
 ]
 
 #: Minimum ``|local Z|`` of an active kernel.
@@ -85,6 +99,8 @@ ACTIVE_MIN_ZSCORE = 3.0
 ACTIVE_AMPLITUDE_FRACTION = 0.05
 #: Default minimum excess fraction ``1 - exp(-f(x))`` of a flagged point (``f > log 2``).
 MIN_EXCESS_FRACTION = 0.5
+#: Number of the fitted data's highest-scoring points a fit keeps for :func:`top_points`.
+TOP_STORED = 100
 
 
 def poisson_zscore(n_observed, n_expected) -> np.ndarray:
@@ -329,3 +345,225 @@ class Explanation:
         shares = pd.DataFrame(self.contributions,
                               columns=[f"f[{i}]" for i in range(self.contributions.shape[1])])
         return pd.concat([frame, shares], axis=1)
+
+
+def _take(ex: Explanation, rows: np.ndarray) -> Explanation:
+    """The explanation of a subset of the points."""
+    return Explanation(log_ratio=ex.log_ratio[rows], owner=ex.owner[rows], region=ex.region[rows],
+                       contributions=ex.contributions[rows], flagged=ex.flagged[rows],
+                       threshold=ex.threshold)
+
+
+# ------------------------------------------------------------------ a fitted model
+
+
+def layer_gates(stack: KernelStack, Z) -> list[np.ndarray]:
+    """Per-layer gates ``phi`` of a fitted stack at standardised points, float64.
+
+    Parameters
+    ----------
+    stack : KernelStack
+    Z : ndarray of shape (n, n_features) or StandardizedRows
+        Standardised points; a :class:`~sparker.core.streaming.StandardizedRows` is
+        read chunk by chunk (every row's gates are the same as in one piece).
+
+    Returns
+    -------
+    list of ndarray, one of shape (n, M_l) per layer
+    """
+    if isinstance(Z, StandardizedRows):
+        parts = [layer_gates(stack, rows) for _, _, rows in Z.chunks()]
+        return [np.concatenate([p[k] for p in parts]) for k in range(stack.n_layers)]
+    return [g.numpy() for g in stack.gates(torch.as_tensor(Z, dtype=torch.float64))]
+
+
+def kernel_table(stack: KernelStack, standardizer, feature_names: list[str], a_max: float,
+                 reference, data, reference_weight: np.ndarray, data_weight: np.ndarray) -> list[dict]:
+    """Per-kernel summary rows of a fitted stack (the ``kernels_`` of :class:`sparker.SparKer`).
+
+    Parameters
+    ----------
+    stack : KernelStack
+    standardizer : Standardizer
+        The fit's standardisation (centres and widths are reported in original units too).
+    feature_names : list of str
+        One name per feature.
+    a_max : float
+        Amplitude clipping bound (activity rule).
+    reference, data : ndarray or StandardizedRows of shape (n, n_features)
+        The standardised samples.
+    reference_weight, data_weight : ndarray of shape (n_reference,), (n_data,)
+
+    Returns
+    -------
+    list of dict
+        One row per kernel, layer by layer: ``index``, ``layer``, ``kernel``, ``centre``
+        and ``width_original`` (dicts by feature, original units), ``amplitude``, ``width``
+        (standardised), ``n_data``, ``n_reference``, ``log_ratio``, ``local_z`` (None where
+        undefined), ``active``, ``duplicate_of`` (None or a row index); see the module docstring.
+    """
+    gates_r, gates_d = layer_gates(stack, reference), layer_gates(stack, data)
+    n_d = np.maximum(np.concatenate([data_weight @ g for g in gates_d]), 0.0)  # (M_total,)
+    n_r = np.maximum(np.concatenate([reference_weight @ g for g in gates_r]), 0.0)  # (M_total,)
+    layer = np.concatenate([np.full(m, k) for k, m in enumerate(stack.n_kernels)])  # (M_total,)
+    sigmas = stack.sigmas
+    widths = np.array([sigmas[k] for k in layer])  # (M_total,)
+    amplitudes = np.concatenate([a.numpy() for a in stack.amplitudes]).astype(np.float64)  # (M_total,)
+    centres_std = np.concatenate([c.numpy() for c in stack.centres]).astype(np.float64)  # (M_total, d)
+    centres = standardizer.inverse(centres_std)  # (M_total, d), original units
+    a_max = float(a_max)
+    z = poisson_zscore(n_d, n_r)
+    duplicate_of = find_duplicates(centres_std, widths, np.sign(amplitudes), layer,
+                                   significance_priority(amplitudes, z, a_max))
+    active = active_kernels(amplitudes, z, duplicate_of, a_max)
+    rows = []
+    for g in range(len(amplitudes)):
+        k = int(layer[g])
+        rows.append({
+            "index": g,
+            "layer": k,
+            "kernel": g - int(np.flatnonzero(layer == k)[0]),
+            "centre": dict(zip(feature_names, centres[g].tolist())),
+            "amplitude": float(amplitudes[g]),
+            "width": float(widths[g]),
+            "width_original": dict(zip(feature_names, (widths[g] * standardizer.scale).tolist())),
+            "n_data": float(n_d[g]),
+            "n_reference": float(n_r[g]),
+            "log_ratio": float(math.log(n_d[g] / n_r[g])) if n_d[g] > 0 and n_r[g] > 0 else None,
+            "local_z": float(z[g]) if math.isfinite(z[g]) else None,
+            "active": bool(active[g]),
+            "duplicate_of": None if duplicate_of[g] < 0 else int(duplicate_of[g]),
+        })
+    return rows
+
+
+def kernels_frame(kernels: list[dict], a_max: float, *, min_zscore: float | None = None,
+                  amplitude_fraction: float | None = None):
+    """The per-kernel summary rows as a pandas DataFrame (see :meth:`sparker.SparKer.kernels_frame`).
+
+    ``min_zscore`` and ``amplitude_fraction``, when given, recompute the ``active``
+    column with these thresholds (the others at their defaults).
+    """
+    import pandas as pd
+
+    rows = []
+    for g, row in enumerate(kernels):
+        out = {"index": row.get("index", g), "layer": row["layer"], "kernel": row["kernel"]}
+        out.update({f"centre[{name}]": v for name, v in row["centre"].items()})
+        for key in ("amplitude", "width", "n_data", "n_reference", "log_ratio", "local_z"):
+            value = row.get(key)
+            out[key] = np.nan if value is None else float(value)
+        out["active"] = bool(row.get("active", False))
+        out["duplicate_of"] = row.get("duplicate_of")
+        rows.append(out)
+    frame = pd.DataFrame(rows).set_index("index")
+    frame["duplicate_of"] = pd.array(frame["duplicate_of"].tolist(), dtype="Int64")
+    if min_zscore is not None or amplitude_fraction is not None:
+        dup = frame["duplicate_of"].fillna(-1).to_numpy(dtype=np.int64)
+        frame["active"] = active_kernels(
+            frame["amplitude"].to_numpy(), frame["local_z"].to_numpy(), dup, float(a_max),
+            min_zscore=ACTIVE_MIN_ZSCORE if min_zscore is None else min_zscore,
+            amplitude_fraction=(ACTIVE_AMPLITUDE_FRACTION if amplitude_fraction is None
+                                else amplitude_fraction),
+        )
+    return frame
+
+
+def explain_points(stack: KernelStack, Z: torch.Tensor, kernels: list[dict], threshold: float) -> Explanation:
+    """Per-point explanation at standardised points (see :meth:`sparker.SparKer.explain`).
+
+    Parameters
+    ----------
+    stack : KernelStack
+    Z : Tensor of shape (n, n_features), float64
+        Standardised points.
+    kernels : list of dict
+        The kernel table (:func:`kernel_table`): its ``active`` and ``duplicate_of``.
+    threshold : float
+        Log-ratio threshold of a flagged point (:func:`flag_threshold`).
+
+    Returns
+    -------
+    Explanation
+    """
+    comp = get_competition(stack.competition)
+    shares, owner_scores = [], []
+    for l, a in zip(stack.log_kernels(Z), stack.amplitudes):  # l: (n, M_l)
+        lse = torch.logsumexp(l, dim=1, keepdim=True)  # (n, 1)
+        phi = torch.exp(comp.log_gate(l, lse))  # (n, M_l)
+        shares.append((phi * a.to(torch.float64)).numpy())
+        owner_scores.append((2.0 * l - lse).numpy())  # log(s_i k_i)
+    contributions = np.concatenate(shares, axis=1)  # (n, M_total)
+    owner = np.argmax(np.concatenate(owner_scores, axis=1), axis=1)  # (n,)
+    duplicate_of = np.array([-1 if k.get("duplicate_of") is None else k["duplicate_of"]
+                             for k in kernels], dtype=np.int64)
+    active = np.array([bool(k.get("active", False)) for k in kernels])
+    region = np.where(duplicate_of[owner] >= 0, duplicate_of[owner], owner)
+    f = contributions.sum(axis=1)
+    return Explanation(log_ratio=f, owner=owner, region=region, contributions=contributions,
+                       flagged=(f > threshold) & active[region], threshold=threshold)
+
+
+def top_candidates(stack: KernelStack, data, data_std) -> dict:
+    """The fitted data's :data:`TOP_STORED` highest-``f`` rows, for :func:`top_points`.
+
+    Parameters
+    ----------
+    stack : KernelStack
+    data : ndarray of shape (n_data, n_features)
+        The data in original units (any array that can be indexed by rows).
+    data_std : ndarray or StandardizedRows of shape (n_data, n_features)
+        The same data standardised, read chunk by chunk.
+
+    Returns
+    -------
+    dict
+        ``index`` (k,) rows of the data, highest ``f`` first (stable), and ``points``
+        (k, n_features) their coordinates in original units, float64.
+    """
+    chunks = data_std.chunks() if isinstance(data_std, StandardizedRows) else [(0, len(data_std), data_std)]
+    f = np.concatenate([  # (n_data,), row by row
+        stack.log_ratio(torch.as_tensor(rows, dtype=torch.float64)).numpy() for _, _, rows in chunks
+    ])
+    order = np.argsort(-f, kind="stable")[:TOP_STORED]
+    return {"index": order, "points": np.array(data[order], dtype=np.float64)}
+
+
+def top_points(explain: Callable, k, X, stored: dict | None, feature_names: list[str]):
+    """The ``k`` most anomalous points (see :meth:`sparker.SparKer.top_points`).
+
+    Parameters
+    ----------
+    explain : callable
+        ``explain(points) -> Explanation`` of the fitted model (points in original units).
+    k : int
+    X : array-like of shape (n_samples, n_features) or None
+        Points to rank; None: the fitted data's stored candidates ``stored``.
+    stored : dict or None
+        What :func:`top_candidates` returned at the fit (None if not kept).
+    feature_names : list of str
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    import pandas as pd
+
+    if not is_int(k) or k < 1:
+        raise ValueError(f"k: must be a positive integer, got {k!r}")
+    if X is None:
+        if stored is None:
+            raise ValueError("X: this model does not keep the fitted data's top points; "
+                             "pass the data as X")
+        if k > len(stored["index"]) and len(stored["index"]) == TOP_STORED:
+            raise ValueError(f"k: the fit keeps the top {TOP_STORED} data points; pass X for more")
+        rows, points = stored["index"][:k], stored["points"][:k]
+        ex = explain(points)
+    else:
+        points, _, _ = check_array(X, name="X")
+        ex = explain(X)
+        rows = np.argsort(-ex.log_ratio, kind="stable")[:k]
+        points, ex = points[rows], _take(ex, rows)
+    frame = pd.DataFrame({"row": rows, "log_ratio": ex.log_ratio, "owner": ex.owner,
+                          "region": ex.region, "flagged": ex.flagged})
+    return pd.concat([frame, pd.DataFrame(points, columns=list(feature_names))], axis=1)

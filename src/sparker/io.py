@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import _frame_to_array
+from ._validation import frame_to_array
 
 __all__ = [
     "SUPPORTED_SUFFIXES",
@@ -34,6 +34,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "read_table",
+    "to_jsonable",
     "write_json",
 ]
 
@@ -236,7 +237,7 @@ def write_json(path: str | os.PathLike[str], obj: Any, *, overwrite: bool = Fals
     FileExistsError
         If ``path`` exists and ``overwrite`` is False.
     """
-    text = json.dumps(_to_jsonable(obj, "obj"), indent=2, allow_nan=False) + "\n"
+    text = json.dumps(to_jsonable(obj, "obj"), indent=2, allow_nan=False) + "\n"
     atomic_write_text(path, text, overwrite=overwrite)
 
 
@@ -251,7 +252,7 @@ def write_archive(path, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any
     The header is converted to JSON first, so an unserialisable value fails
     before anything is written.  No pickle is involved.
     """
-    header = json.dumps(_to_jsonable(dict(meta), "meta")).encode()
+    header = json.dumps(to_jsonable(dict(meta), "meta")).encode()
     payload = {k: np.asarray(v) for k, v in arrays.items()}
     payload["__meta__"] = np.frombuffer(header, dtype=np.uint8)
     buf = io.BytesIO()
@@ -358,7 +359,7 @@ def _table_to_array(
 
     With ``lean``, columns of one float dtype keep it (no float64 copy of a float32 table).
     """
-    array = _frame_to_array(frame, name=f"{name} ({path})", lean=lean)
+    array = frame_to_array(frame, name=f"{name} ({path})", lean=lean)
     names = [str(column) for column in frame.columns] if has_names else None
     return array, names
 
@@ -423,8 +424,30 @@ def _fsync_directory(directory: Path) -> None:
         os.close(descriptor)
 
 
-def _to_jsonable(obj: Any, where: str) -> Any:
-    """Recursively convert ``obj`` to JSON-compatible Python types."""
+def to_jsonable(obj: Any, where: str) -> Any:
+    """Recursively convert ``obj`` to JSON-compatible Python types.
+
+    Parameters
+    ----------
+    obj : object
+        ``None``, bools, strings, numbers (NumPy scalars too), mappings, lists,
+        tuples, paths, arrays and tensors (``tolist``), objects with a
+        ``to_dict`` method and dataclass instances, nested in any way.
+    where : str
+        Name of ``obj`` in error messages (``result``, ``meta``...); nested
+        values are named ``where['key'][0]``.
+
+    Returns
+    -------
+    object
+        Plain ``dict``/``list``/``str``/``int``/``float``/``bool``/``None``;
+        NaN and infinite floats become ``None``.
+
+    Raises
+    ------
+    TypeError
+        Naming the first value (or mapping key) that has no JSON form.
+    """
     if obj is None or isinstance(obj, (bool, str)):
         return obj
     if isinstance(obj, (int, np.integer, np.bool_)):
@@ -433,20 +456,20 @@ def _to_jsonable(obj: Any, where: str) -> Any:
         value = float(obj)
         return value if math.isfinite(value) else None
     if isinstance(obj, Mapping):
-        return {_json_key(key, where): _to_jsonable(value, f"{where}[{key!r}]")
+        return {_json_key(key, where): to_jsonable(value, f"{where}[{key!r}]")
                 for key, value in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_to_jsonable(value, f"{where}[{index}]") for index, value in enumerate(obj)]
+        return [to_jsonable(value, f"{where}[{index}]") for index, value in enumerate(obj)]
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
     if callable(getattr(obj, "to_dict", None)) and not isinstance(obj, type):
-        return _to_jsonable(obj.to_dict(), where)
+        return to_jsonable(obj.to_dict(), where)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return _to_jsonable(dataclasses.asdict(obj), where)
+        return to_jsonable(dataclasses.asdict(obj), where)
     if callable(getattr(obj, "tolist", None)):  # numpy arrays and scalars, torch tensors
         if hasattr(obj, "detach"):  # torch tensor
             obj = obj.detach().cpu()
-        return _to_jsonable(obj.tolist(), where)
+        return to_jsonable(obj.tolist(), where)
     raise TypeError(f"{where}: cannot write an object of type {type(obj).__name__} as JSON")
 
 

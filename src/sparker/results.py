@@ -1,4 +1,4 @@
-"""Result types shared by SparKer's test and the baselines."""
+"""Result types shared by SparKer's calibrated test and the baselines (``docs/method.md``, "Calibration")."""
 
 from __future__ import annotations
 
@@ -59,6 +59,8 @@ class TestResult:
     per_config: dict | None = None
     model: object = None
     converged: bool = True
+
+    __test__ = False  # not a test class, although pytest sees the name when a test module imports it
 
     @property
     def resolution(self) -> float:

@@ -24,7 +24,7 @@ method's statistic on each.  Two ways to turn statistics into power:
 
 Every method runs with its one default configuration on every scenario (no
 per-scenario tuning).  Draws are independent tasks, run through the
-calibration back ends (:mod:`sparker.backends`), so ``backend="processes"`` or a
+calibration back ends (:mod:`sparker.core.backends`), so ``backend="processes"`` or a
 Dask cluster spreads them over cores or machines; the numbers do not depend
 on the back end.
 
@@ -47,8 +47,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import scipy.stats as st
 
+from .._validation import check_choice, check_fraction, check_int
 from ..core import backends
 from ..io import atomic_write_text, write_json
+from ..methods import METHODS
 from ..stats import binomial_interval, empirical_pvalue, power
 
 log = logging.getLogger(__name__)
@@ -94,57 +96,12 @@ CI_SIZES: dict[str, dict] = {
 
 
 # ------------------------------------------------------------------ methods
-def _sparker_statistic(reference, data, seed, **settings):
-    from ..estimator import SparKer
+#: method -> ``(reference, data, *, seed, **options) -> t``, the observed statistic only
+#: (:attr:`sparker.methods.Method.statistic`)
+STATISTICS: dict[str, Callable] = {name: method.statistic for name, method in METHODS.items()}
 
-    return SparKer(seed=seed, **settings).fit(reference, data).statistic_
-
-
-def _baseline_statistic(name: str, **fixed):
-    def statistic(reference, data, seed, **options):
-        from .. import baselines
-
-        return baselines.BASELINES[name](reference, data, seed=seed, **{**fixed, **options}).statistic
-
-    statistic.__name__ = f"{name}_statistic"
-    return statistic
-
-
-def _c2st_statistic(reference, data, seed, **options):
-    from ..baselines.c2st import c2st_statistic
-
-    return c2st_statistic(reference, data, seed=seed, **options)
-
-
-#: method -> ``(reference, data, seed) -> t``, the observed statistic only.  The
-#: baselines without a statistic-only path run one permutation toy besides
-#: (``nplm_kernel`` re-solves on the observed basis, ``mmd`` adds one column to
-#: the kernel pass); ``mmd_agg`` studentises by its permutations, so it keeps 100.
-STATISTICS: dict[str, Callable] = {
-    "sparker": _sparker_statistic,
-    "nplm_kernel": _baseline_statistic("nplm_kernel", n_null=1, null="permutation"),
-    "mmd": _baseline_statistic("mmd", n_null=1),
-    "mmd_agg": _baseline_statistic("mmd_agg", n_null=100),
-    "c2st": _c2st_statistic,
-}
-
-
-def _test(name: str):
-    def run(reference, data, seed, n_null, **options):
-        if name == "sparker":
-            from ..calibration import test
-        else:
-            from ..baselines import BASELINES
-
-            test = BASELINES[name]
-        res = test(reference, data, n_null=n_null, seed=seed, **options)
-        return res.statistic, res.pvalue
-
-    return run
-
-
-#: method -> ``(reference, data, seed, n_null) -> (t, p)``, the calibrated test
-TESTS: dict[str, Callable] = {name: _test(name) for name in STATISTICS}
+#: method -> ``(reference, data, *, n_null, seed, **options) -> TestResult``, the calibrated test
+TESTS: dict[str, Callable] = {name: method.test for name, method in METHODS.items()}
 
 MODES = ("statistic", "calibrated")
 
@@ -187,9 +144,10 @@ def _draw(shared: dict, method: str, fraction: float, scenario_seed: int, method
     start, cpu = time.perf_counter(), time.process_time()
     options = shared.get("options", {}).get(method, {})
     if shared["mode"] == "statistic":
-        t, p = STATISTICS[method](reference, data, method_seed, **options), math.nan
+        t, p = STATISTICS[method](reference, data, seed=method_seed, **options), math.nan
     else:
-        t, p = TESTS[method](reference, data, method_seed, shared["n_null"], **options)
+        result = TESTS[method](reference, data, n_null=shared["n_null"], seed=method_seed, **options)
+        t, p = result.statistic, result.pvalue
     return float(t), float(p), time.perf_counter() - start, time.process_time() - cpu
 
 
@@ -333,43 +291,117 @@ def _rows(methods, fractions, stats, pvals, secs, cpus, mode, alpha) -> list[dic
 
 
 # ------------------------------------------------------------------ the study
-def _check_study(scenario, methods, fractions, n_toys, n_null_draws, mode, alpha, n_null):
-    from ..baselines._common import check_positive_int
-    from ..scenarios import SCENARIOS
-
-    if scenario not in SCENARIOS:
-        raise ValueError(f"scenario: unknown scenario {scenario!r}; choose one of {sorted(SCENARIOS)}")
+def _check_methods(methods) -> list[str]:
     if isinstance(methods, str):
         methods = [m for m in methods.split(",") if m]
     methods = list(methods)
     if not methods:
         raise ValueError("methods: give at least one method")
     for m in methods:
-        if m not in STATISTICS:
-            raise ValueError(f"methods: unknown method {m!r}; choose from {sorted(STATISTICS)}")
+        if m not in METHODS:
+            raise ValueError(f"methods: unknown method {m!r}; choose from {sorted(METHODS)}")
     if len(set(methods)) != len(methods):
         raise ValueError(f"methods: a method is listed twice in {methods}")
+    return methods
+
+
+def _check_study(scenario, methods, fractions, n_toys, n_null_draws, mode, alpha, n_null):
+    from ..scenarios import SCENARIOS
+
+    check_choice(scenario, SCENARIOS, name="scenario")
+    methods = _check_methods(methods)
     try:
         fractions = sorted({float(f) for f in fractions})
     except (TypeError, ValueError):
         raise ValueError(f"fractions: expected numbers in [0, 1], got {fractions!r}") from None
     if not fractions or any(not (0.0 <= f <= 1.0) for f in fractions):
         raise ValueError(f"fractions: expected numbers in [0, 1], got {fractions!r}")
-    if mode not in MODES:
-        raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
+    check_choice(mode, MODES, name="mode")
     if mode == "statistic" and 0.0 not in fractions:
         fractions = [0.0, *fractions]  # the null draws set the thresholds
-    check_positive_int(n_toys, name="n_toys")
-    check_positive_int(n_null, name="n_null")
-    if n_null_draws is not None and (isinstance(n_null_draws, bool) or not isinstance(n_null_draws, (int, np.integer))
-                                     or n_null_draws < 2):
-        raise ValueError(f"n_null_draws: must be an integer >= 2, got {n_null_draws!r}")
-    if not (isinstance(alpha, (int, float)) and 0.0 < alpha < 1.0):
-        raise ValueError(f"alpha: must be in (0, 1), got {alpha!r}")
+    check_int(n_toys, name="n_toys", minimum=1)
+    check_int(n_null, name="n_null", minimum=1)
+    if n_null_draws is not None:
+        check_int(n_null_draws, name="n_null_draws", minimum=2)
+    check_fraction(alpha, name="alpha", open_interval=True)
     if mode == "calibrated" and (n_null + 1) * alpha < 1:
         raise ValueError(f"n_null: {n_null} toys cannot reach p <= alpha={alpha}; need at least "
                          f"{math.ceil(1 / alpha) - 1}")
     return methods, fractions
+
+
+def _check_options(options, methods: list[str]) -> dict:
+    options = {} if options is None else options
+    if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
+        raise ValueError(f"options: expected {{method: {{setting: value}}}}, got {options!r}")
+    stray = sorted(set(options) - set(methods))
+    if stray:
+        raise ValueError(f"options: {stray[0]!r} is not among the methods {methods}")
+    return options
+
+
+def _scenario_params(scenario: str, sizes: str, params: dict | None) -> dict:
+    """The scenario parameters of every draw: the size preset, then ``params``."""
+    check_choice(sizes, ("ci", "default"), name="sizes")
+    base = dict(CI_SIZES.get(scenario, {})) if sizes == "ci" else {}
+    if params:
+        if not isinstance(params, dict):
+            raise TypeError(f"params: expected a dict, got {type(params).__name__}")
+        base.update(params)
+    signal_keys = set(SIGNAL_PARAMETERS[scenario](0.0, base))
+    clash = sorted(signal_keys & set(base))
+    if clash:
+        raise ValueError(f"params: {clash[0]!r} is set by the signal fraction; use fractions instead")
+    return base
+
+
+def _tasks(methods, fractions, seed: int, n_toys: int, n_null_draws: int | None) -> list[tuple]:
+    """One task ``(method, fraction, scenario seed, method seed)`` per method and draw."""
+    tasks = []
+    for i, f in enumerate(fractions):
+        n = (n_null_draws or n_toys) if f == 0.0 else n_toys
+        for s_scen, s_method in _seeds(seed, i, n):
+            for m in methods:
+                tasks.append((m, f, s_scen, s_method))
+    return tasks
+
+
+def _run_draws(backend_impl, shared: dict, tasks: list[tuple], progress: bool) -> np.ndarray:
+    """(t, p, seconds, CPU seconds) of every task: (n_tasks, 4)."""
+    out = np.full((len(tasks), 4), np.nan)
+    bar = None
+    if progress:
+        try:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(tasks), desc=f"power {shared['scenario']}", unit="draw")
+        except ImportError:
+            log.info("progress: install tqdm for progress bars")
+
+    def on_result(k, value):
+        out[k] = value
+        if bar is not None:
+            bar.update(1)
+
+    try:
+        backends.run_all(backend_impl, _draw, shared, tasks, on_result)
+    finally:
+        if bar is not None:
+            bar.close()
+    return out
+
+
+def _by_method(out: np.ndarray, tasks: list[tuple], methods, fractions) -> list[dict]:
+    """Statistics, p-values, seconds and CPU seconds as ``{method: [array per fraction]}``."""
+    index: dict[tuple, list[int]] = {(m, f): [] for m in methods for f in fractions}
+    for k, (m, f, *_rest) in enumerate(tasks):
+        index[(m, f)].append(k)
+    columns = [{m: [out[index[(m, f)], c] for f in fractions] for m in methods} for c in range(4)]
+    for m in methods:
+        for i, f in enumerate(fractions):
+            if not np.all(np.isfinite(columns[0][m][i])):
+                raise FloatingPointError(f"{m}: non-finite statistics at fraction {f}")
+    return columns
 
 
 def power_study(
@@ -398,7 +430,7 @@ def power_study(
     scenario : str
         A name of :data:`sparker.scenarios.SCENARIOS`.
     methods : sequence of str or str
-        Names of :data:`STATISTICS` (comma-separated string accepted).
+        Names of :data:`sparker.methods.METHODS` (comma-separated string accepted).
     fractions : sequence of float
         Signal fractions in [0, 1]; 0 (the null version) is added in ``statistic`` mode.
     n_toys : int
@@ -418,7 +450,7 @@ def power_study(
     seed : int
         Seed of the whole study.
     backend : str
-        ``batched`` (in this process), ``processes`` or ``dask``; see :mod:`sparker.backends`.
+        ``batched`` (in this process), ``processes`` or ``dask``; see :mod:`sparker.core.backends`.
     threads : int, optional
         torch threads inside each task (default: leave as is; ``processes`` workers use 1).
     progress : bool
@@ -435,68 +467,15 @@ def power_study(
     PowerStudy
     """
     methods, fractions = _check_study(scenario, methods, fractions, n_toys, n_null_draws, mode, alpha, n_null)
-    options = {} if options is None else options
-    if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
-        raise ValueError(f"options: expected {{method: {{setting: value}}}}, got {options!r}")
-    stray = sorted(set(options) - set(methods))
-    if stray:
-        raise ValueError(f"options: {stray[0]!r} is not among the methods {methods}")
-    if sizes not in ("ci", "default"):
-        raise ValueError(f"sizes: expected 'ci' or 'default', got {sizes!r}")
-    base = dict(CI_SIZES.get(scenario, {})) if sizes == "ci" else {}
-    if params:
-        if not isinstance(params, dict):
-            raise TypeError(f"params: expected a dict, got {type(params).__name__}")
-        base.update(params)
-    signal_keys = set(SIGNAL_PARAMETERS[scenario](0.0, base))
-    clash = sorted(signal_keys & set(base))
-    if clash:
-        raise ValueError(f"params: {clash[0]!r} is set by the signal fraction; use fractions instead")
+    options = _check_options(options, methods)
+    base = _scenario_params(scenario, sizes, params)
     backend_impl = backends.get_backend(backend, **backend_options)
     shared = {"scenario": scenario, "params": base, "mode": mode, "n_null": int(n_null), "options": options,
               "threads": threads}
-
-    tasks = []
-    for i, f in enumerate(fractions):
-        n = (n_null_draws or n_toys) if f == 0.0 else n_toys
-        for j, (s_scen, s_method) in enumerate(_seeds(seed, i, n)):
-            for m in methods:
-                tasks.append((m, f, s_scen, s_method))
-    index = {}
-    for m in methods:
-        for i, f in enumerate(fractions):
-            index[(m, f)] = []
-    for k, (m, f, *_rest) in enumerate(tasks):
-        index[(m, f)].append(k)
-    out = np.full((len(tasks), 4), np.nan)
-    bar = None
-    if progress:
-        try:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(tasks), desc=f"power {scenario}", unit="draw")
-        except ImportError:
-            log.info("progress: install tqdm for progress bars")
-
-    def on_result(k, value):
-        out[k] = value
-        if bar is not None:
-            bar.update(1)
-
+    tasks = _tasks(methods, fractions, seed, n_toys, n_null_draws)
     start = time.perf_counter()
-    try:
-        backends.run_all(backend_impl, _draw, shared, tasks, on_result)
-    finally:
-        if bar is not None:
-            bar.close()
-    stats = {m: [out[index[(m, f)], 0] for f in fractions] for m in methods}
-    pvals = {m: [out[index[(m, f)], 1] for f in fractions] for m in methods}
-    secs = {m: [out[index[(m, f)], 2] for f in fractions] for m in methods}
-    cpus = {m: [out[index[(m, f)], 3] for f in fractions] for m in methods}
-    for m in methods:
-        for i, f in enumerate(fractions):
-            if not np.all(np.isfinite(stats[m][i])):
-                raise FloatingPointError(f"{m}: non-finite statistics at fraction {f}")
+    stats, pvals, secs, cpus = _by_method(_run_draws(backend_impl, shared, tasks, progress), tasks, methods,
+                                          fractions)
     rows = _rows(methods, fractions, stats, pvals, secs, cpus, mode, float(alpha))
     settings = {"seed": int(seed), "n_toys": int(n_toys), "n_null_draws": int(n_null_draws or n_toys),
                 "n_null": int(n_null) if mode == "calibrated" else None, "backend": backend,

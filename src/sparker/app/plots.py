@@ -37,7 +37,7 @@ def _new_figure(figsize):
     try:
         from matplotlib.figure import Figure
     except ImportError as exc:
-        raise ImportError("sparker.plots needs matplotlib: pip install 'sparker[plot]'") from exc
+        raise ImportError("sparker.app.plots needs matplotlib: pip install 'sparker[plot]'") from exc
     return Figure(figsize=figsize, layout="constrained")
 
 
@@ -189,6 +189,19 @@ def plot_view2d(model, reference, data, *, ax=None, max_points: int = 4000, traj
     rng = np.random.default_rng(seed)
     project, labels, is_pca = _projection(model, R, seed)
     fig, ax = _axes(ax, (6.0, 5.6))
+    _draw_samples(ax, model, R, D, project, max_points, rng)
+    if trajectories:
+        _draw_paths(ax, model, project, is_pca)
+    _draw_kernels(ax, model, project, is_pca)
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+    ax.set_title("kernels and their paths during annealing")
+    ax.legend(fontsize="x-small", loc="best", markerscale=0.8)
+    return fig
+
+
+def _draw_samples(ax, model, R, D, project, max_points: int, rng) -> None:
+    """Subsamples of the reference and the data (flagged points highlighted); frame them."""
     r_idx, d_idx = _sample(R, max_points, rng), _sample(D, max_points, rng)
     Rv, Dv = project(R[r_idx]), project(D[d_idx])
     flagged = model.flag(D[d_idx])
@@ -206,17 +219,16 @@ def plot_view2d(model, reference, data, *, ax=None, max_points: int = 4000, traj
     ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
     ax.set_autoscale_on(False)
 
-    from matplotlib.patches import Ellipse
 
+def _draw_paths(ax, model, project, is_pca: bool) -> None:
+    """The paths of the active kernels during annealing (dotted across re-seeding jumps)."""
     kernels = model.kernels_
-    centres = project(model.centres_)  # (M, 2)
     scale = model.standardizer_.scale
-    histories = model.history_.get("layers", [model.history_])
     offset = 0
-    for h in histories:
+    for h in model.history_.get("layers", [model.history_]):
         path_c = h.get("centres")
         n_layer = 0 if path_c is None or len(path_c) == 0 else path_c.shape[1]
-        if trajectories and n_layer:
+        if n_layer:
             sig = np.asarray(h["sigma"], dtype=np.float64)
             sig_view = sig * (1.0 if is_pca else float(np.min(scale)))
             for i in range(n_layer):
@@ -227,6 +239,15 @@ def plot_view2d(model, reference, data, *, ax=None, max_points: int = 4000, traj
                     ax.plot(path[:, 0], path[:, 1], color=_colour(g), lw=1, alpha=0.8)
                     ax.plot(raw[:, 0], raw[:, 1], color=_colour(g), lw=0.6, ls=":", alpha=0.6)  # jumps
         offset += n_layer
+
+
+def _draw_kernels(ax, model, project, is_pca: bool) -> None:
+    """Active kernels as stars with a one-sigma ellipse, inactive ones as grey crosses."""
+    from matplotlib.patches import Ellipse
+
+    kernels = model.kernels_
+    centres = project(model.centres_)  # (M, 2)
+    scale = model.standardizer_.scale
     for g, row in enumerate(kernels):
         c = centres[g]
         if row.get("active"):
@@ -243,11 +264,6 @@ def plot_view2d(model, reference, data, *, ax=None, max_points: int = 4000, traj
             ax.scatter([c[0]], [c[1]], marker="x", s=50, c="#636363", zorder=5)
     if any(not row.get("active") for row in kernels):
         ax.scatter([], [], marker="x", c="#636363", label="inactive kernels")
-    ax.set_xlabel(labels[0])
-    ax.set_ylabel(labels[1])
-    ax.set_title("kernels and their paths during annealing")
-    ax.legend(fontsize="x-small", loc="best", markerscale=0.8)
-    return fig
 
 
 # ----------------------------------------------------------------------- marginals
@@ -322,39 +338,45 @@ def plot_marginals(model, reference, data, *, kernels=None, n_features: int = 2,
         for col, j in enumerate(features):
             top = fig.add_subplot(grid[2 * row_k, col])
             bottom = fig.add_subplot(grid[2 * row_k + 1, col], sharex=top)
-            lo, hi = np.quantile(R[:, j], [0.001, 0.999])
-            c = model.centres_[g, j]
-            lo, hi = min(lo, c), max(hi, c)
-            if hi <= lo:
-                lo, hi = lo - 0.5, hi + 0.5
-            edges = np.linspace(lo, hi, bins + 1)
-            mids = 0.5 * (edges[1:] + edges[:-1])
-            n_d, _ = np.histogram(D[:, j], bins=edges)
-            n_r, _ = np.histogram(R[:, j], bins=edges, weights=w)
-            n_m, _ = np.histogram(R[:, j], bins=edges, weights=w * np.exp(f_r))
-            top.stairs(n_r, edges, color="#969696", ls="--", label="reference (w)")
-            top.stairs(n_m, edges, color=_colour(g), lw=1.5, label="reference (w exp f)")
-            top.errorbar(mids, n_d, yerr=np.sqrt(n_d), fmt="o", ms=2.5, color="black", lw=0.8, label="data")
-            top.axvline(c, color=_colour(g), lw=0.8, alpha=0.6)
-            z = model.kernels_[g].get("local_z")
-            top.set_title(f"kernel {g}" + ("" if z is None else f" (Z = {z:.1f})") + f": {names[j]}",
-                          fontsize="small")
-            top.tick_params(labelbottom=False)
-            if col == 0:
-                top.set_ylabel("counts")
-            if col == 0 and row_k == 0:
-                top.legend(fontsize="x-small")
-            with np.errstate(divide="ignore", invalid="ignore"):
-                ratio = np.where(n_r > 0, n_d / n_r, np.nan)
-                err = np.where(n_r > 0, np.sqrt(n_d) / n_r, np.nan)
-                model_ratio = np.where(n_r > 0, n_m / n_r, np.nan)
-            bottom.errorbar(mids, ratio, yerr=err, fmt="o", ms=2.5, color="black", lw=0.8)
-            bottom.stairs(model_ratio, edges, color=_colour(g), lw=1.5)
-            bottom.axhline(1.0, color="#969696", lw=0.8)
-            bottom.set_xlabel(names[j])
-            if col == 0:
-                bottom.set_ylabel("ratio to ref.")
+            _marginal_panel(top, bottom, model, g, j, R, D, w, f_r, bins, names[j], first_column=col == 0,
+                            legend=col == 0 and row_k == 0)
     return fig
+
+
+def _marginal_panel(top, bottom, model, g: int, j: int, R, D, w, f_r, bins: int, name: str, *,
+                    first_column: bool, legend: bool) -> None:
+    """Feature ``j`` around kernel ``g``: histograms on ``top``, ratios to the reference on ``bottom``."""
+    lo, hi = np.quantile(R[:, j], [0.001, 0.999])
+    c = model.centres_[g, j]
+    lo, hi = min(lo, c), max(hi, c)
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    edges = np.linspace(lo, hi, bins + 1)
+    mids = 0.5 * (edges[1:] + edges[:-1])
+    n_d, _ = np.histogram(D[:, j], bins=edges)
+    n_r, _ = np.histogram(R[:, j], bins=edges, weights=w)
+    n_m, _ = np.histogram(R[:, j], bins=edges, weights=w * np.exp(f_r))
+    top.stairs(n_r, edges, color="#969696", ls="--", label="reference (w)")
+    top.stairs(n_m, edges, color=_colour(g), lw=1.5, label="reference (w exp f)")
+    top.errorbar(mids, n_d, yerr=np.sqrt(n_d), fmt="o", ms=2.5, color="black", lw=0.8, label="data")
+    top.axvline(c, color=_colour(g), lw=0.8, alpha=0.6)
+    z = model.kernels_[g].get("local_z")
+    top.set_title(f"kernel {g}" + ("" if z is None else f" (Z = {z:.1f})") + f": {name}", fontsize="small")
+    top.tick_params(labelbottom=False)
+    if first_column:
+        top.set_ylabel("counts")
+    if legend:
+        top.legend(fontsize="x-small")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(n_r > 0, n_d / n_r, np.nan)
+        err = np.where(n_r > 0, np.sqrt(n_d) / n_r, np.nan)
+        model_ratio = np.where(n_r > 0, n_m / n_r, np.nan)
+    bottom.errorbar(mids, ratio, yerr=err, fmt="o", ms=2.5, color="black", lw=0.8)
+    bottom.stairs(model_ratio, edges, color=_colour(g), lw=1.5)
+    bottom.axhline(1.0, color="#969696", lw=0.8)
+    bottom.set_xlabel(name)
+    if first_column:
+        bottom.set_ylabel("ratio to ref.")
 
 
 # ------------------------------------------------------------------------ training

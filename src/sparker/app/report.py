@@ -4,7 +4,7 @@
 
 - ``report.html``: the verdict, p-value and Z, the per-kernel table (with local
   significance and the active flag, see :mod:`sparker.interpret`), the most anomalous
-  data points, the figures of :mod:`sparker.plots` embedded as base64 PNG images, the
+  data points, the figures of :mod:`sparker.app.plots` embedded as base64 PNG images, the
   settings and the provenance.  It loads nothing from the network (no external
   scripts, styles, fonts or images), so it opens offline and can be mailed as one file.
 - ``result.json``: the same content as data (figures listed by name, not embedded).
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .._version import __version__
-from ..io import _to_jsonable, atomic_write_text, write_json
+from ..io import to_jsonable, atomic_write_text, write_json
 
 __all__ = ["REPORT_FILE", "RESULT_FILE", "Report", "build_report", "write_report"]
 
@@ -390,7 +390,7 @@ def build_report(result=None, *, model=None, reference=None, data=None, referenc
         content["kernels"] = model.kernels_
     if extra:
         content.update(extra)
-    content = _to_jsonable(content, "result")
+    content = to_jsonable(content, "result")
     page = _html(title, verdict, result, model, points, n_flagged, drawn, notes, content)
     return Report(html=page, result=content, figures=tuple(n for n, _, _ in drawn), notes=tuple(notes))
 

@@ -6,7 +6,7 @@ Every baseline sees the same two-sample problem as :func:`sparker.test`:
   weight ``w_x`` (``N_D / N_R``, or the user's weights rescaled to sum to
   ``N_D``), data rows weight 1;
 - the **null toys** assign roles to the rows of a *pool* with
-  :func:`sparker.nulls.toy_weights`: the pool is the reference for
+  :func:`sparker.core.nulls.toy_weights`: the pool is the reference for
   ``resample`` and ``[reference; data]`` for ``permutation``; toy ``b`` draws
   its roles from ``SeedSequence(seed, spawn_key=(2, b, 0))``, exactly like the
   toys of :func:`sparker.test`, so a baseline and SparKer calibrated with the
@@ -22,17 +22,16 @@ centres shared by every fit on one pool.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .._validation import check_array, check_device, check_n_features, check_weights
-from ..results import TestResult
+from .._validation import check_array, check_device, check_int, check_n_features, check_seed, check_weights
+from ..core.nulls import NullSpec, resolve_null_mode, toy_weights
 from ..core.standardize import Standardizer
 from ..core.weights import reference_weights
-from ..core.nulls import NullSpec, resolve_null_mode, toy_weights
+from ..results import TestResult
 from ..stats import aggregate, empirical_pvalue, fit_chi2, zscore
 
 WIDTH_KEY, OBS_KEY, TOY_KEY, CENTRE_KEY = 0, 1, 2, 3
@@ -44,42 +43,12 @@ def seq(seed: int, *key: int) -> np.random.SeedSequence:
 
 
 # ------------------------------------------------------------------ argument checks
-def check_positive_int(value, *, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name}: must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed: must be a non-negative integer, got {seed!r}")
-    return int(seed)
-
-
-def check_positive_float(value, *, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (np.isfinite(value) and value > 0):
-        raise ValueError(f"{name}: must be a positive finite number, got {value!r}")
-    return float(value)
-
-
-def check_choice(value, choices, *, name: str) -> str:
-    if value not in choices:
-        raise ValueError(f"{name}: unknown value {value!r}; choose one of {sorted(choices)}")
-    return value
-
-
-def check_quantile(q, *, name: str) -> float:
-    if isinstance(q, bool) or not isinstance(q, numbers.Real) or not 0.0 < q < 1.0:
-        raise ValueError(f"{name}: must lie in (0, 1), got {q!r}")
-    return float(q)
-
-
-def as_float_list(value, *, name: str, check) -> list[float]:
-    """A scalar or a non-empty sequence of scalars, each passed through ``check``."""
+def as_float_list(value, *, name: str, check, **options) -> list[float]:
+    """A scalar or a non-empty sequence of scalars, each passed through ``check(v, name=name, **options)``."""
     values = list(value) if isinstance(value, (list, tuple, np.ndarray)) else [value]
     if not values:
         raise ValueError(f"{name}: an empty list of values")
-    return [check(v, name=name) for v in values]
+    return [check(v, name=name, **options) for v in values]
 
 
 # ------------------------------------------------------------------ the problem
@@ -166,7 +135,7 @@ def prepare(
     R, _, dev_r = check_array(reference, name="reference", min_samples=2)
     D, _, dev_d = check_array(data, name="data", min_samples=min_data)
     check_n_features(R.shape[1], D.shape[1], name="data")
-    n_null = check_positive_int(n_null, name="n_null")
+    n_null = check_int(n_null, name="n_null", minimum=1)
     seed = check_seed(seed)
     wr = check_weights(reference_weight, R.shape[0], name="reference_weight")
     if null == "auto" and "resample" not in modes:
@@ -226,7 +195,7 @@ def make_result(
     model=None,
     converged: bool = True,
 ) -> TestResult:
-    """A :class:`~sparker.calibration.TestResult` from an observed statistic and its toys.
+    """A :class:`~sparker.results.TestResult` from an observed statistic and its toys.
 
     ``chi2`` asks for a chi-square fit of the null (meaningful for
     likelihood-ratio statistics; never done for aggregated statistics).
@@ -238,7 +207,8 @@ def make_result(
     chi = None
     if chi2 and per_config is None and null.shape[0] >= 2:
         fit = fit_chi2(null)
-        chi = {**fit.to_dict(), "pvalue": float(fit.pvalue(statistic)), "zscore": float(fit.zscore(statistic))}
+        chi = {**fit.to_dict(), "pvalue": float(fit.pvalue(statistic)),
+               "zscore": float(fit.zscore(statistic))}
     return TestResult(
         statistic=float(statistic), pvalue=p, zscore=float(zscore(p)), null_distribution=null,
         null_mode=problem.mode, n_null=int(null.shape[0]), method=method, settings=settings,

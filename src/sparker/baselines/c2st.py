@@ -45,6 +45,7 @@ import numbers
 
 import numpy as np
 
+from .._validation import check_choice, check_fraction, check_int, check_real
 from ..core.backends import backend_options, check_backend, get_backend, run_all
 from ..results import TestResult
 from . import _common as C
@@ -129,16 +130,35 @@ def _toy_chunk(shared, ids) -> np.ndarray:
     return out
 
 
+def _null_statistics(runner, shared, n_null: int, toy_chunk: int) -> np.ndarray:
+    """Statistics (n_null,) of every toy, run by ``runner`` in chunks of ``toy_chunk``."""
+    tasks = [tuple(range(lo, min(n_null, lo + toy_chunk))) for lo in range(0, n_null, toy_chunk)]
+    null_t = np.empty(n_null)
+
+    def on_result(i, values):
+        null_t[list(tasks[i])] = values
+
+    run_all(runner, _toy_chunk, shared, [(ids,) for ids in tasks], on_result)
+    return null_t
+
+
+def _settings(statistic: str, fraction: float, options: dict) -> list[dict]:
+    """The ``settings`` of the result: the statistic, the split and the plain classifier options."""
+    return [{"classifier": "HistGradientBoostingClassifier", "statistic": statistic,
+             "test_fraction": fraction, "bins": "255 reference quantiles",
+             **{k: v for k, v in options.items() if isinstance(v, (numbers.Number, str, bool, type(None)))}}]
+
+
 def _setup(reference, data, n_null, seed, null, reference_weight, statistic, test_fraction, max_iter,
            learning_rate, max_leaf_nodes, early_stopping, classifier_options):
     """Validated problem, classifier options and held-out fraction of :func:`c2st`."""
     problem = C.prepare(reference, data, n_null=n_null, seed=seed, null=null,
                         reference_weight=reference_weight, min_data=2, method="c2st")
-    C.check_choice(statistic, C2ST_STATISTICS, name="statistic")
-    fraction = C.check_quantile(test_fraction, name="test_fraction")
-    options = {"max_iter": C.check_positive_int(max_iter, name="max_iter"),
-               "learning_rate": C.check_positive_float(learning_rate, name="learning_rate"),
-               "max_leaf_nodes": C.check_positive_int(max_leaf_nodes, name="max_leaf_nodes"),
+    check_choice(statistic, C2ST_STATISTICS, name="statistic")
+    fraction = check_fraction(test_fraction, name="test_fraction", open_interval=True)
+    options = {"max_iter": check_int(max_iter, name="max_iter", minimum=1),
+               "learning_rate": check_real(learning_rate, name="learning_rate", positive=True),
+               "max_leaf_nodes": check_int(max_leaf_nodes, name="max_leaf_nodes", minimum=1),
                "early_stopping": bool(early_stopping)}
     if classifier_options is not None:
         if not isinstance(classifier_options, dict) or "random_state" in classifier_options:
@@ -198,7 +218,7 @@ def c2st(
         Number of null toys; each retrains the classifier.
     seed : int
     null : {"auto", "resample", "permutation"}
-        How toys are made (:mod:`sparker.nulls`), as in :func:`sparker.test`.
+        How toys are made (:mod:`sparker.core.nulls`), as in :func:`sparker.test`.
     reference_weight : array-like of shape (n_reference,), optional
         Per-point reference weights (resampling only).
     statistic : {"llr", "accuracy"}
@@ -216,7 +236,7 @@ def c2st(
     classifier_options : dict, optional
         Further keyword arguments of the classifier.
     backend : {"batched", "processes", "dask"}
-        Where the toys run, in chunks of ``toy_chunk`` (:mod:`sparker.backends`):
+        Where the toys run, in chunks of ``toy_chunk`` (:mod:`sparker.core.backends`):
         in this process one after another (default), in ``n_workers`` local
         processes, or on a Dask cluster (``scheduler``).  Every toy has its own
         seed, so the result does not depend on the back end or the chunks.
@@ -233,7 +253,7 @@ def c2st(
     problem, options, fraction = _setup(reference, data, n_null, seed, null, reference_weight, statistic,
                                         test_fraction, max_iter, learning_rate, max_leaf_nodes,
                                         early_stopping, classifier_options)
-    toy_chunk = C.check_positive_int(toy_chunk, name="toy_chunk")
+    toy_chunk = check_int(toy_chunk, name="toy_chunk", minimum=1)
     options_backend = backend_options(scheduler, n_workers)
     check_backend(backend, **options_backend)
     edges = _bin_edges(problem.reference, np.random.default_rng(C.seq(problem.seed, C.WIDTH_KEY)))
@@ -242,14 +262,6 @@ def c2st(
     t_obs, model = _fit_one(X_obs, r_obs, d_obs, C.seq(problem.seed, C.OBS_KEY), statistic, fraction, options)
     runner = get_backend(backend, **options_backend)
     shared = (_bin(problem.pool(), edges), problem, statistic, fraction, options)
-    tasks = [tuple(range(lo, min(n_null, lo + toy_chunk))) for lo in range(0, n_null, toy_chunk)]
-    null_t = np.empty(n_null)
-
-    def on_result(i, values):
-        null_t[list(tasks[i])] = values
-
-    run_all(runner, _toy_chunk, shared, [(ids,) for ids in tasks], on_result)
-    settings = [{"classifier": "HistGradientBoostingClassifier", "statistic": statistic,
-                 "test_fraction": fraction, "bins": "255 reference quantiles",
-                 **{k: v for k, v in options.items() if isinstance(v, (numbers.Number, str, bool, type(None)))}}]
-    return C.make_result("c2st", t_obs, null_t, problem, settings=settings, model=model)
+    null_t = _null_statistics(runner, shared, n_null, toy_chunk)
+    return C.make_result("c2st", t_obs, null_t, problem, settings=_settings(statistic, fraction, options),
+                         model=model)

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import check_array, check_n_features
+from .._validation import check_array, check_int, check_n_features, check_seed
 from ..core.standardize import Standardizer
-from . import _common as C
 
 __all__ = ["DETECTORS", "isolation_forest_scores", "lof_scores"]
 
@@ -33,7 +32,8 @@ def _inputs(reference, data):
     return std.transform(R), std.transform(D)
 
 
-def isolation_forest_scores(reference, data, *, seed: int = 0, n_estimators: int = 100, **options) -> np.ndarray:
+def isolation_forest_scores(reference, data, *, seed: int = 0, n_estimators: int = 100,
+                            **options) -> np.ndarray:
     """Isolation-forest anomaly scores of the data points, fitted on the reference.
 
     Parameters
@@ -54,8 +54,8 @@ def isolation_forest_scores(reference, data, *, seed: int = 0, n_estimators: int
     from sklearn.ensemble import IsolationForest
 
     Rs, Ds = _inputs(reference, data)
-    seed = C.check_seed(seed)
-    n_estimators = C.check_positive_int(n_estimators, name="n_estimators")
+    seed = check_seed(seed)
+    n_estimators = check_int(n_estimators, name="n_estimators", minimum=1)
     forest = IsolationForest(n_estimators=n_estimators, random_state=seed, **options).fit(Rs)
     return -forest.score_samples(Ds).astype(np.float64)
 
@@ -81,7 +81,7 @@ def lof_scores(reference, data, *, n_neighbors: int = 20, **options) -> np.ndarr
     from sklearn.neighbors import LocalOutlierFactor
 
     Rs, Ds = _inputs(reference, data)
-    k = min(C.check_positive_int(n_neighbors, name="n_neighbors"), Rs.shape[0] - 1)
+    k = min(check_int(n_neighbors, name="n_neighbors", minimum=1), Rs.shape[0] - 1)
     if "novelty" in options:
         raise ValueError("novelty: always True here (fitted on the reference, scored on the data)")
     lof = LocalOutlierFactor(n_neighbors=k, novelty=True, **options).fit(Rs)

@@ -58,8 +58,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..results import TestResult
+from .._validation import check_choice, check_fraction, check_int, check_real
 from ..core.schedules import pairwise_distance_quantiles
+from ..results import TestResult
 from ..stats import empirical_pvalue
 from . import _common as C
 from ._kernels import gaussian, sq_distances
@@ -138,9 +139,7 @@ def mmd_permutation_statistics(
 def _check_dtype(dtype) -> torch.dtype:
     if isinstance(dtype, torch.dtype) and dtype in _DTYPES.values():
         return dtype
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype: choose 'float32' or 'float64', got {dtype!r}")
-    return _DTYPES[dtype]
+    return _DTYPES[check_choice(dtype, _DTYPES, name="dtype")]
 
 
 def _indicators(problem: C.TwoSample, ids) -> np.ndarray:
@@ -172,8 +171,8 @@ def _quantile_widths(problem: C.TwoSample, quantiles) -> np.ndarray:
 
 
 def _check_work(block_size, perm_chunk, dtype):
-    return (C.check_positive_int(block_size, name="block_size"),
-            C.check_positive_int(perm_chunk, name="perm_chunk"), _check_dtype(dtype))
+    return (check_int(block_size, name="block_size", minimum=1),
+            check_int(perm_chunk, name="perm_chunk", minimum=1), _check_dtype(dtype))
 
 
 # ------------------------------------------------------------------ aggregation
@@ -241,7 +240,7 @@ def mmd(
     if bandwidth is None:
         sigma = float(_quantile_widths(problem, 0.5)[0])
     else:
-        sigma = C.check_positive_float(bandwidth, name="bandwidth")
+        sigma = check_real(bandwidth, name="bandwidth", positive=True)
     stats = _all_statistics(problem, n_null, [sigma], block_size, dt, perm_chunk)  # (1, P)
     settings = [{"bandwidth": sigma, "kernel": "gaussian", "dtype": str(dt).replace("torch.", "")}]
     return C.make_result("mmd", float(stats[0, 0]), stats[0, 1:], problem, settings=settings)
@@ -290,14 +289,14 @@ def mmd_agg(
     problem = C.prepare(reference, data, n_null=n_null, seed=seed, null=null, modes=("permutation",),
                         min_data=2, method="mmd_agg", device=device)
     block_size, perm_chunk, dt = _check_work(block_size, perm_chunk, dtype)
-    C.check_choice(aggregation, MMD_AGGREGATIONS, name="aggregation")
+    check_choice(aggregation, MMD_AGGREGATIONS, name="aggregation")
     if bandwidths is not None:
-        sigmas = C.as_float_list(bandwidths, name="bandwidths", check=C.check_positive_float)
+        sigmas = C.as_float_list(bandwidths, name="bandwidths", check=check_real, positive=True)
     else:
-        k = C.check_positive_int(n_bandwidths, name="n_bandwidths")
+        k = check_int(n_bandwidths, name="n_bandwidths", minimum=1)
         if not (isinstance(quantiles, (tuple, list)) and len(quantiles) == 2):
             raise ValueError(f"quantiles: expected (low, high), got {quantiles!r}")
-        lo, hi = (C.check_quantile(q, name="quantiles") for q in quantiles)
+        lo, hi = (check_fraction(q, name="quantiles", open_interval=True) for q in quantiles)
         if not lo < hi:
             raise ValueError(f"quantiles: need low < high, got {quantiles!r}")
         q_lo, q_hi = _quantile_widths(problem, [lo, hi])
@@ -318,5 +317,6 @@ def mmd_agg(
         "statistics": [float(x) for x in stats[:, 0]],
         "pvalues": pvalues,
     }
-    settings = [{"bandwidth": s, "kernel": "gaussian", "dtype": str(dt).replace("torch.", "")} for s in sigmas]
+    settings = [{"bandwidth": s, "kernel": "gaussian", "dtype": str(dt).replace("torch.", "")}
+                for s in sigmas]
     return C.make_result("mmd_agg", statistic, null_dist, problem, settings=settings, per_config=per_config)

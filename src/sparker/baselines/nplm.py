@@ -87,9 +87,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._validation import check_array, check_n_features
-from ..results import TestResult
+from .._validation import check_array, check_choice, check_fraction, check_int, check_n_features, check_real
 from ..core.schedules import pairwise_distance_quantiles
+from ..results import TestResult
 from ..stats import AGGREGATIONS
 from . import _common as C
 from ._kernels import gaussian_kernel
@@ -190,7 +190,8 @@ def nystrom_basis(
     Qb = torch.addmm(torch.eye(T.shape[1], dtype=X.dtype, device=X.device), Phi.T, Phi,
                      beta=2.0 * lam_n, alpha=curvature)  # (r, r) c Phi^T Phi + 2 lam N I
     L = torch.linalg.cholesky(0.5 * (Qb + Qb.T))
-    Linv = torch.linalg.solve_triangular(L, torch.eye(L.shape[0], dtype=X.dtype, device=X.device), upper=False)
+    eye = torch.eye(L.shape[0], dtype=X.dtype, device=X.device)
+    Linv = torch.linalg.solve_triangular(L, eye, upper=False)
     A = T @ Linv.T  # (M, r)
     Psi = Phi @ Linv.T  # (N, r)
     G = Linv @ Linv.T  # (r, r) = A^T K_MM A
@@ -385,6 +386,68 @@ def _chunks(n: int, size: int):
     return [list(range(lo, min(n, lo + size))) for lo in range(0, n, size)]
 
 
+def _settings(n_centres, lam, tol, max_iter, toy_chunk, loss, aggregation):
+    """Validated settings of :func:`nplm_kernel`; ``loss`` comes back as its :class:`Loss`."""
+    n_centres = check_int(n_centres, name="n_centres", minimum=1)
+    lam = check_real(lam, name="lam", positive=True)
+    tol = check_real(tol, name="tol", positive=True)
+    max_iter = check_int(max_iter, name="max_iter", minimum=1)
+    toy_chunk = check_int(toy_chunk, name="toy_chunk", minimum=1)
+    loss_fn = LOSSES[check_choice(loss, LOSSES, name="loss")]
+    check_choice(aggregation, AGGREGATIONS, name="aggregation")
+    return n_centres, lam, tol, max_iter, toy_chunk, loss_fn
+
+
+def _widths(problem: C.TwoSample, sigma, sigma_quantile) -> list[float]:
+    """Kernel widths: ``sigma`` checked, or quantiles of the reference's pairwise distances."""
+    if sigma is not None:
+        return C.as_float_list(sigma, name="sigma", check=check_real, positive=True)
+    qs = C.as_float_list(sigma_quantile, name="sigma_quantile", check=check_fraction, open_interval=True)
+    rng = np.random.default_rng(C.seq(problem.seed, C.WIDTH_KEY))
+    return [float(s) for s in np.atleast_1d(pairwise_distance_quantiles(problem.reference, qs, rng=rng))]
+
+
+def _observed_fit(problem: C.TwoSample, observed, args: tuple, want_model: bool):
+    """Observed fit of one width.
+
+    Returns its statistic, its :class:`KernelNPLM` (None unless ``want_model``), whether
+    it converged, and its fitter when the toys share its pool and basis (``permutation``),
+    else None.
+    """
+    X_obs, r_obs, d_obs = observed
+    obs_fit = _fitter(X_obs, *args)
+    t, gamma, conv, n_it = obs_fit.fit(r_obs[:, None], d_obs[:, None])
+    model = None
+    if want_model:
+        sigma, _, lam, loss_fn = args[:4]
+        alpha = (obs_fit.A @ gamma[:, 0]).cpu().numpy()
+        model = KernelNPLM(centres_std=obs_fit.centres.cpu().numpy(), alpha=alpha, sigma=sigma,
+                           standardizer=problem.standardizer, statistic=t[0], converged=conv[0],
+                           n_iter=n_it[0], loss=loss_fn.name, lam=lam)
+    return t[0], model, bool(conv[0]), obs_fit if problem.mode == "permutation" else None
+
+
+def _toy_fits(problem: C.TwoSample, args: tuple, toy_fit: _Fitter | None, out: np.ndarray,
+              toy_chunk: int) -> dict:
+    """Statistics of every toy for one width, written into ``out`` (n_toys,); the width's settings.
+
+    ``toy_fit`` is the observed fitter for ``permutation`` toys; None builds one on the pool.
+    """
+    sigma, _, lam, loss_fn, tol = args[:5]
+    if toy_fit is None:
+        toy_fit = _fitter(problem.pool(), *args)
+    n_bad = 0
+    for ids in _chunks(out.shape[0], toy_chunk):
+        r, d = problem.toys(ids)
+        t, _, conv, _ = toy_fit.fit(r, d)
+        out[ids] = t
+        n_bad += int((~conv).sum())
+    if n_bad:
+        log.warning("nplm_kernel: %d of %d toys did not converge (sigma=%.3g)", n_bad, out.shape[0], sigma)
+    return {"sigma": sigma, "n_centres": int(toy_fit.centres.shape[0]), "lam": lam, "loss": loss_fn.name,
+            "rank": int(toy_fit.Psi.shape[1]), "tol": tol}
+
+
 def nplm_kernel(
     reference,
     data,
@@ -414,7 +477,7 @@ def nplm_kernel(
         Number of null toys.
     seed : int
     null : {"auto", "resample", "permutation"}
-        How toys are made (:mod:`sparker.nulls`), as in :func:`sparker.test`.
+        How toys are made (:mod:`sparker.core.nulls`), as in :func:`sparker.test`.
     reference_weight : array-like of shape (n_reference,), optional
         Per-point reference weights (rescaled to sum to ``n_data``; resampling only).
     n_centres : int
@@ -445,52 +508,19 @@ def nplm_kernel(
     """
     problem = C.prepare(reference, data, n_null=n_null, seed=seed, null=null,
                         reference_weight=reference_weight, method="nplm_kernel", device=device)
-    n_centres = C.check_positive_int(n_centres, name="n_centres")
-    lam = C.check_positive_float(lam, name="lam")
-    tol = C.check_positive_float(tol, name="tol")
-    max_iter = C.check_positive_int(max_iter, name="max_iter")
-    toy_chunk = C.check_positive_int(toy_chunk, name="toy_chunk")
-    loss_fn = LOSSES[C.check_choice(loss, LOSSES, name="loss")]
-    C.check_choice(aggregation, AGGREGATIONS, name="aggregation")
-    if sigma is not None:
-        sigmas = C.as_float_list(sigma, name="sigma", check=C.check_positive_float)
-    else:
-        qs = C.as_float_list(sigma_quantile, name="sigma_quantile", check=C.check_quantile)
-        rng = np.random.default_rng(C.seq(problem.seed, C.WIDTH_KEY))
-        sigmas = [float(s) for s in np.atleast_1d(pairwise_distance_quantiles(problem.reference, qs, rng=rng))]
-
-    X_obs, r_obs, d_obs = problem.observed()
-    n_toys = int(n_null)
-    K = len(sigmas)
-    t_obs = np.empty(K)
-    null_t = np.empty((n_toys, K))
+    n_centres, lam, tol, max_iter, toy_chunk, loss_fn = _settings(n_centres, lam, tol, max_iter, toy_chunk,
+                                                                   loss, aggregation)
+    sigmas = _widths(problem, sigma, sigma_quantile)
+    t_obs, null_t = np.empty(len(sigmas)), np.empty((int(n_null), len(sigmas)))
+    observed = problem.observed()
     settings, model, obs_converged = [], None, True
     for k, s in enumerate(sigmas):
         args = (s, n_centres, lam, loss_fn, tol, max_iter, problem.seed, problem.n_data, problem.device)
-        obs_fit = _fitter(X_obs, *args)
-        t, gamma, conv, n_it = obs_fit.fit(r_obs[:, None], d_obs[:, None])
-        t_obs[k] = t[0]
+        t_obs[k], fitted, conv, toy_fit = _observed_fit(problem, observed, args, k == 0)
         if k == 0:
-            obs_converged = bool(conv[0])
-            alpha = (obs_fit.A @ gamma[:, 0]).cpu().numpy()
-            model = KernelNPLM(centres_std=obs_fit.centres.cpu().numpy(), alpha=alpha, sigma=s,
-                               standardizer=problem.standardizer, statistic=t[0], converged=conv[0],
-                               n_iter=n_it[0], loss=loss, lam=lam)
-        toy_fit = obs_fit if problem.mode == "permutation" else None
-        del obs_fit  # one basis in memory at a time
-        if toy_fit is None:
-            toy_fit = _fitter(problem.pool(), *args)
-        n_bad = 0
-        for ids in _chunks(n_toys, toy_chunk):
-            r, d = problem.toys(ids)
-            t, _, conv, _ = toy_fit.fit(r, d)
-            null_t[ids, k] = t
-            n_bad += int((~conv).sum())
-        if n_bad:
-            log.warning("nplm_kernel: %d of %d toys did not converge (sigma=%.3g)", n_bad, n_toys, s)
-        settings.append({"sigma": s, "n_centres": int(toy_fit.centres.shape[0]), "lam": lam, "loss": loss,
-                         "rank": int(toy_fit.Psi.shape[1]), "tol": tol})
-        del toy_fit
+            model, obs_converged = fitted, conv
+        settings.append(_toy_fits(problem, args, toy_fit, null_t[:, k], toy_chunk))
+        del toy_fit  # one basis in memory at a time
     statistic, null_dist, per_config = C.combine(t_obs, null_t, aggregation)
     if per_config is not None:
         per_config["sigmas"] = sigmas

@@ -25,6 +25,8 @@ import multiprocessing as mp
 import os
 from typing import Callable, Iterator
 
+from .._validation import check_choice, check_int
+
 __all__ = ["BACKENDS", "backend_options", "check_backend", "get_backend", "run_all"]
 
 
@@ -76,8 +78,8 @@ class Processes:
 
     def __init__(self, n_workers: int | None = None, threads_per_worker: int = 1):
         for key, value in (("n_workers", n_workers), ("threads_per_worker", threads_per_worker)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"{key}: must be a positive integer, got {value!r}")
+            if value is not None:
+                check_int(value, name=key, minimum=1)
         self.threads_per_worker = threads_per_worker
         self.n_workers = n_workers or max(1, (os.cpu_count() or 1) // threads_per_worker)
 
@@ -153,8 +155,7 @@ _OPTIONS = {"batched": (), "processes": ("n_workers", "threads_per_worker"), "da
 
 def check_backend(name: str, **options) -> None:
     """Raise a ValueError naming the argument if ``name`` or its options are wrong."""
-    if not isinstance(name, str) or name not in BACKENDS:
-        raise ValueError(f"backend: unknown back end {name!r}; choose one of {sorted(BACKENDS)}")
+    check_choice(name, BACKENDS, name="backend")
     extra = sorted(set(options) - set(_OPTIONS[name]))
     if extra:
         users = {opt: b for b, opts in _OPTIONS.items() for opt in opts}

@@ -23,6 +23,7 @@ The gates are always computed in log space (``log phi``) so that kernels that
 underflow in high dimension give exact zeros, never NaN.  The last column is
 what the trainer needs for its analytic gradient; the functions here are also
 differentiable by autograd, which the tests use to check the analytic form.
+See ``docs/method.md``, sections "The model" and "Competition modes".
 """
 
 from __future__ import annotations

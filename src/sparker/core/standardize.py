@@ -1,4 +1,4 @@
-"""Per-feature standardisation fitted on the reference (section "Standardisation" of docs/method.md)."""
+"""Per-feature standardisation fitted on the reference (``docs/method.md``, "Standardisation")."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ class Standardizer:
         """Fit on ``X`` of shape (n_samples, n_features): any real dtype, memory maps included.
 
         Without ``weight`` the moments are taken over row chunks (no float64 copy of
-        ``X``), bit for bit equal to the in-memory formula (:mod:`sparker._streaming`).
+        ``X``), bit for bit equal to the in-memory formula (:mod:`sparker.core.streaming`).
         """
         if weight is not None:
             X = np.asarray(X, dtype=np.float64)

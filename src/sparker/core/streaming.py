@@ -173,7 +173,7 @@ def standardized_pool(parts, *, device=None, dtype=torch.float32, augmented: boo
         Where the pool lives (default: CPU); chunks are moved there one by one.
     dtype : torch.dtype, default=torch.float32
     augmented : bool, default=True
-        Return ``augment_pool(pool)`` (:func:`sparker.kernels.augment_pool`),
+        Return ``augment_pool(pool)`` (:func:`sparker.core.kernels.augment_pool`),
         i.e. ``[z, 1, ||z||^2]`` of shape (N, d + 2), whose first d columns are
         the pool; else the pool (N, d).
 

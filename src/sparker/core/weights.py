@@ -1,4 +1,7 @@
-"""Per-point weights of the reference and the data in the NPLM loss (docs/method.md, "The loss")."""
+"""Per-point weights of the reference and the data in the NPLM loss.
+
+See ``docs/method.md``, section "The loss and training".
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,6 @@ __all__ = ["WEIGHT_RANGE", "check_weight_range", "reference_weights"]
 #: Per-point weights are used in float32: positive ones must lie in this range so that
 #: neither they nor ``w exp(f)`` (``|f| <= a_max``) underflow or overflow.
 WEIGHT_RANGE = (1e-30, 1e9)
-
 
 
 def reference_weights(n_ref: int, n_data: float, reference_weight, n_expected, normalize: bool):

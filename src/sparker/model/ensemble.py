@@ -1,11 +1,13 @@
 """Fit a (possibly multi-scale) stack of kernel ensembles for B replicas at once.
 
-This layer sits between the trainer (:mod:`sparker.trainer`, one block, given
-widths and starting centres) and the user-facing estimator and tests.  It turns
-a :class:`~sparker.config.TrainingConfig` into width schedules, draws every
-replica's starting centres from its own seed, and trains the layers of a stack
-one after another from broad to narrow scales, each on top of the fixed log
-ratio of the layers before it.
+This layer sits between the trainer (:mod:`sparker.model.trainer`, one block,
+given widths and starting centres) and the user-facing estimator and tests.  It
+turns a :class:`~sparker.config.TrainingConfig` into width schedules, draws
+every replica's starting centres from its own seed, and trains the layers of a
+stack one after another from broad to narrow scales, each on top of the fixed
+log ratio of the layers before it (``docs/method.md``, sections "The loss and
+training" and "Width annealing").  One replica of the result is a
+:class:`~sparker.model.stack.KernelStack` (:meth:`StackFit.kernel_stack`).
 """
 
 from __future__ import annotations
@@ -16,13 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..core.streaming import row_chunks
 from ..config import TrainingConfig
-from ..core.kernels import evaluate, get_competition
 from ..core.schedules import pairwise_distance_quantiles, width_schedule
+from .stack import KernelStack, replica_log_ratio
 from .trainer import TrainResult, train_replicas
 
-__all__ = ["resolve_widths", "init_centres", "fit_stack", "StackFit", "stack_log_ratio"]
+__all__ = ["resolve_widths", "contrast_width", "init_centres", "fit_stack", "StackFit"]
 
 
 def resolve_widths(reference_std: np.ndarray, config: TrainingConfig, seed) -> list[tuple[float, float]]:
@@ -133,21 +134,9 @@ class StackFit:
     def converged(self) -> np.ndarray:
         return np.logical_and.reduce([layer.converged for layer in self.layers])
 
-
-def stack_log_ratio(X: torch.Tensor, layers: list[TrainResult], competition: str) -> torch.Tensor:
-    """Log ratio f(x) of a fitted stack at points X, in float64.
-
-    Returns a tensor of shape (n, B).  Evaluated over row chunks (no float64
-    copy of a large X); every row's value is the same as in one piece.
-    """
-    comp = get_competition(competition)
-    f = torch.zeros(X.shape[0], layers[0].centres.shape[0], dtype=torch.float64, device=X.device)
-    for lo, hi in row_chunks(X.shape[0], X.shape[1]):
-        X64 = X[lo:hi].to(torch.float64)  # (n, d)
-        for layer in layers:
-            f[lo:hi] += evaluate(X64, layer.centres.to(X.device), layer.amplitudes.to(X.device),
-                                 layer.sigma, comp)[0]
-    return f
+    def kernel_stack(self, replica: int = 0) -> KernelStack:
+        """The fitted model of one replica."""
+        return KernelStack.from_layers(self.layers, self.competition, replica)
 
 
 def fit_stack(
@@ -207,6 +196,7 @@ def fit_stack(
         )
         results.append(res)
         if k + 1 < len(widths):
-            f = stack_log_ratio(X, [res], layer.competition).to(X.dtype)
+            layer_params = [(res.centres, res.amplitudes, res.sigma)]  # (B, M, d), (B, M), float
+            f = replica_log_ratio(X, layer_params, layer.competition).to(X.dtype)  # (N, B)
             offset = f if offset is None else offset + f
     return StackFit(layers=results, widths=list(widths), competition=config.competition)

@@ -28,6 +28,11 @@ chunk sums are added in float64, so the result does not depend on the chunking
 beyond float rounding.  Adam is element-wise and every replica's loss depends
 only on its own parameters, so training B replicas together gives each the
 same updates as training it alone.
+
+See ``docs/method.md``, sections "The loss and training" and "Width annealing";
+re-seeding is in :mod:`sparker.model.reseed` (section "Re-seeding").  The
+keyword defaults of :func:`train_replicas` are those of
+:class:`~sparker.config.TrainingConfig`.
 """
 
 from __future__ import annotations
@@ -39,12 +44,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..core.schedules import MIN_WIDTH
+from ..config import TrainingConfig
 from ..core.kernels import augment_centres, augment_pool, get_competition
+from ..core.schedules import MIN_WIDTH
+from .reseed import candidate_block, candidate_rows, reseed_kernels
 
 __all__ = ["TrainResult", "train_replicas", "default_chunk_rows", "chunk_elements", "evaluate_loss"]
 
 log = logging.getLogger(__name__)
+
+#: The training defaults, written once in :class:`~sparker.config.TrainingConfig`.
+_DEFAULT = TrainingConfig()
 
 #: element budget (rows x B x M) of one chunk's activations: a few MB, cache friendly
 _CHUNK_ELEMENTS = 1 << 18
@@ -128,7 +138,7 @@ def _chunk_terms(Xa, Ca, aT, r, dw, off, kp: int, sm: int, need_grad: bool):
     Xa: (n, d+2) augmented pool rows; Ca: (d+2, M*B) with columns ordered
     kernel-major (column ``i*B + b`` is kernel i of replica b); aT: (M, B);
     r, dw: (n, B); off: (n, B) or None (fixed log ratio of earlier layers).
-    The gate is ``phi = k**kp * s**sm`` (see :class:`~sparker.kernels.Competition`).
+    The gate is ``phi = k**kp * s**sm`` (see :class:`~sparker.core.kernels.Competition`).
 
     With ``e = exp(l - max_j l_j)`` and ``S = sum_j e_j``, ``k = e * exp(max l)``
     and ``s = e / S``, so one exponential per (point, kernel) gives both.  The
@@ -178,7 +188,7 @@ class _Kernels:
     def get(cls, fused: str, work: float):
         if fused not in ("auto", "eager", "compile"):
             raise ValueError(f"fused: expected 'auto', 'eager' or 'compile', got {fused!r}")
-        eager = (_chunk_terms, _candidate_block)
+        eager = (_chunk_terms, candidate_block)
         if fused == "eager" or (fused == "auto" and work < _COMPILE_WORK):
             return eager
         for fn in eager:
@@ -271,137 +281,6 @@ def evaluate_loss(X, centres, amplitudes, sigma, ref_weight, data_weight, *, com
     return total.cpu().numpy()
 
 
-def _candidate_block(Xa, Cy, dw, expected):
-    """Kernel sums of one row block at the candidates: (n_cand, B) data and expected counts.
-
-    Xa: (n, d+2); Cy: (d+2, n_cand*B) candidate-major; dw, expected: (n, B).
-    """
-    n, B = dw.shape
-    k = torch.exp((Xa @ Cy).clamp_max(0.0)).view(n, -1, B)  # (n, n_cand, B)
-    return (k * dw.unsqueeze(1)).sum(0), (k * expected.unsqueeze(1)).sum(0)
-
-
-def _reseed_scores(Xa, chunks, centres, amps, sigma, r, dw, off, comp, cand_idx,
-                   block=_candidate_block):
-    """Kernel gains (B, M) and candidate gains (B, n_cand), in one pass over the pool.
-
-    *Kernel gain*: the loss increase when kernel i is removed from its
-    replica's ensemble, the softmax being re-normalised over the others.  With
-    the per-point terms ``P_j = a_j e_j^(kp+sm) e^(kp m)`` (``e_j = exp(l_j - m)``,
-    ``m = max_j l_j``), ``f = sum_j P_j / S`` for the softmax modes
-    (``S = sum_j e_j``) and ``f = sum_j P_j`` for ``none``; without kernel i,
-    ``f_(-i) = (sum_j P_j - P_i) / (S - e_i)`` (resp. ``f - P_i``).  For the
-    kernel that owns the point (i = argmax) the sums over the others are taken
-    directly instead of by subtraction, so nothing cancels.  A kernel that
-    duplicates a neighbour has a small gain: the neighbour takes over.
-
-    *Candidate gain*: for replica b and candidate y, ``n_D = sum_{x != y} d_b(x) k(x, y)``
-    (the candidate's own point left out)
-    and ``n_R = sum_x r_b(x) e^{f_b(x)} k(x, y)`` (what the current model
-    already expects there); a kernel of amplitude ``log(n_D / n_R)`` at y
-    lowers the loss by about ``n_D log(n_D / n_R) - (n_D - n_R)``, for an
-    excess or a deficit alike.
-
-    Both are float64.
-    """
-    B, M, _ = centres.shape
-    kp, sm = comp.k_power, comp.softmax
-    Ca = augment_centres(centres.transpose(0, 1).to(Xa.dtype), sigma)  # (d+2, M*B), kernel-major
-    aT = amps.T.to(Xa.dtype).contiguous()  # (M, B)
-    n_cand = cand_idx.shape[1]
-    Y = Xa[cand_idx.T.reshape(-1), :-2]  # (n_cand*B, d), candidate-major
-    Cy = augment_centres(Y.view(n_cand, B, -1), sigma)  # (d+2, n_cand*B)
-    gain = torch.zeros(M, B, dtype=torch.float64, device=Xa.device)
-    nD = torch.zeros(n_cand, B, dtype=torch.float64, device=Xa.device)
-    nR = torch.zeros_like(nD)
-    step = max(1, 8 * chunk_elements(Xa.device) // (n_cand * B))  # rows per candidate block (~8 MB on a CPU)
-    for lo0, hi0 in chunks:
-        n = hi0 - lo0
-        l = (Xa[lo0:hi0] @ Ca).clamp_max_(0.0).view(n, M, B)
-        m, top = l.max(1, keepdim=True)  # (n, 1, B)
-        e = torch.exp(l - m)  # (n, M, B)
-        is_top = torch.zeros_like(e, dtype=torch.bool).scatter_(1, top, True)
-        P = aT * e.pow(kp + sm) * torch.exp(kp * m)  # (n, M, B)
-        num = P.sum(1, keepdim=True)  # (n, 1, B)
-        if sm:
-            S = e.sum(1, keepdim=True)
-            f = num / S
-            numer = torch.where(is_top, P.masked_fill(is_top, 0.0).sum(1, keepdim=True), num - P)
-            denom = torch.where(is_top, e.masked_fill(is_top, 0.0).sum(1, keepdim=True), S - e)
-            f_i = torch.where(denom > 0, numer / denom.clamp_min(1e-30), torch.zeros_like(numer))
-        else:
-            f = num
-            f_i = num - P
-        o = 0.0 if off is None else off[lo0:hi0].unsqueeze(1)
-        rr, dd = r[lo0:hi0].unsqueeze(1), dw[lo0:hi0].unsqueeze(1)  # (n, 1, B)
-        ef = torch.exp(f + o)  # (n, 1, B)
-        base = rr * ef - dd * f  # (n, 1, B)
-        alt = rr * torch.exp(f_i + o) - dd * f_i  # (n, M, B)
-        gain += (alt - base).double().sum(0)
-        expected = (rr * ef).squeeze(1)  # (n, B)
-        for lo in range(lo0, hi0, step):
-            hi = min(hi0, lo + step)
-            d_sum, r_sum = block(Xa[lo:hi], Cy, dw[lo:hi], expected[lo - lo0:hi - lo0])
-            nD += d_sum.double()  # (n_cand, B)
-            nR += r_sum.double()
-    # leave-one-out: a candidate's own point is not evidence of an excess around it (in
-    # high dimensions a narrow kernel sees only its centre point, so every data point
-    # would look like a clump of one and re-seeding would memorise single points)
-    nD = (nD - dw.gather(0, cand_idx.T).double()).clamp_min(0.0)
-    nD, nR = nD.T, nR.T.clamp_min(1e-12)  # (B, n_cand)
-    return gain.T, nD * torch.log((nD / nR).clamp_min(1e-300)) - (nD - nR)
-
-
-def candidate_rows(data_weight: torch.Tensor, n_cand: int) -> torch.Tensor:
-    """Up to ``n_cand`` data rows per replica, evenly strided (deterministic).
-
-    Returns a long tensor of shape (B, n_cand) of pool row indices.
-    """
-    out = []
-    mask = (data_weight > 0).cpu()
-    for b in range(data_weight.shape[1]):
-        rows = torch.nonzero(mask[:, b]).flatten()
-        if len(rows) == 0:  # a toy without data points: any row will do (nothing to gain)
-            rows = torch.arange(data_weight.shape[0])
-        pick = torch.linspace(0, len(rows) - 1, min(n_cand, len(rows))).round().long()
-        out.append(rows[pick])
-    width = max(len(rows) for rows in out)  # pad (repeating rows) only up to the largest replica
-    out = [rows[torch.arange(width) % len(rows)] for rows in out]
-    return torch.stack(out).to(data_weight.device)
-
-
-def _reseed(Xa, chunks, centres, amps, sigma, r, dw, off, comp, opt, cand_idx, margin,
-            block=_candidate_block):
-    """Move each replica's least useful kernel to the largest unexplained excess.
-
-    Like k-means implementations that re-seed empty clusters: if the best
-    candidate's gain exceeds the smallest kernel gain by ``margin`` (loss
-    units), that kernel jumps there with amplitude 0 and fresh Adam state.
-    At most one kernel per replica moves per call.  Returns a (B,) 0/1 array.
-    """
-    B, M, _ = centres.shape
-    kg, cg = _reseed_scores(Xa, chunks, centres, amps, sigma, r, dw, off, comp, cand_idx, block)
-    if log.isEnabledFor(logging.DEBUG):
-        log.debug("reseed sigma=%.3f kernel gains %s best candidate gains %s", sigma,
-                  kg.cpu().numpy().round(2), cg.max(1).values.cpu().numpy().round(2))
-    worst = kg.argmin(1)  # (B,)
-    best = cg.argmax(1)  # (B,)
-    moved = np.zeros(B, dtype=np.int64)
-    for b in range(B):
-        i, c = int(worst[b]), int(best[b])
-        if float(cg[b, c]) <= float(kg[b, i]) + margin:
-            continue
-        y = Xa[cand_idx[b, c], :-2].to(torch.float64)
-        others = torch.cat([centres[b, :i], centres[b, i + 1:]])
-        if len(others) and float(((others - y) ** 2).sum(1).min()) < sigma * sigma:
-            continue
-        centres[b, i] = y
-        amps[b, i] = 0.0
-        opt.reset((b, i))
-        moved[b] = 1
-    return moved
-
-
 class _Adam:
     """Element-wise Adam on float64 tensors of shape (B, M, ...), one step size each.
 
@@ -440,20 +319,20 @@ def train_replicas(
     init_centres: torch.Tensor,
     widths: np.ndarray,
     *,
-    competition: str = "kernel-softmax",
-    lr_centres: float = 0.07,
-    lr_amplitudes: float = 0.05,
+    competition: str = _DEFAULT.competition,
+    lr_centres: float = _DEFAULT.lr_centres,
+    lr_amplitudes: float = _DEFAULT.lr_amplitudes,
     centre_lr_follows_width: bool = True,
-    a_max: float = 10.0,
-    l1: float = 0.0,
-    reseed: bool = True,
+    a_max: float = _DEFAULT.a_max,
+    l1: float = _DEFAULT.l1,
+    reseed: bool = _DEFAULT.reseed,
     reseed_at=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
     reseed_margin: float = 1.0,
     n_candidates: int = 128,
     offset: torch.Tensor | None = None,
     augmented: torch.Tensor | None = None,
-    chunk_rows: int | None = None,
-    record_every: int = 10,
+    chunk_rows: int | None = _DEFAULT.chunk_rows,
+    record_every: int = _DEFAULT.record_every,
     record_replicas=(0,),
     convergence_tol: float = 1e-2,
     fused: str = "auto",
@@ -470,9 +349,9 @@ def train_replicas(
     init_centres : Tensor of shape (B, M, d)
         Starting centres; amplitudes start at 0, so every replica starts at H0.
     widths : ndarray of shape (epochs,)
-        Kernel width at every epoch (see :mod:`sparker.schedules`).
+        Kernel width at every epoch (see :mod:`sparker.core.schedules`).
     competition : str
-        Registered competition mode (:data:`sparker.kernels.COMPETITIONS`).
+        Registered competition mode (:data:`sparker.core.kernels.COMPETITIONS`).
     lr_centres, lr_amplitudes : float
         Adam step sizes.  With ``centre_lr_follows_width`` the per-coordinate
         centre step is ``lr_centres * sigma(epoch) / sqrt(d)``, so a centre
@@ -482,7 +361,7 @@ def train_replicas(
     a_max : float
         Amplitudes are clamped to ``[-a_max, a_max]`` after every step.
     l1 : float
-        Optional L1 penalty on the amplitudes (0 = off).
+        L1 penalty on the amplitudes (0 = off), as ``TrainingConfig.l1``.
     reseed : bool
         Re-seed each replica's least useful kernel onto the largest unexplained
         excess or deficit at the epochs ``reseed_at`` (fractions of ``epochs``),
@@ -508,24 +387,11 @@ def train_replicas(
     TrainResult
     """
     comp = get_competition(competition)
-    N, d = X.shape
-    B, M, d2 = init_centres.shape
-    if d2 != d or ref_weight.shape != (N, B) or data_weight.shape != (N, B):
-        raise ValueError(
-            f"shape mismatch: X {tuple(X.shape)}, centres {tuple(init_centres.shape)}, "
-            f"ref_weight {tuple(ref_weight.shape)}, data_weight {tuple(data_weight.shape)}"
-        )
-    widths = np.asarray(widths, dtype=np.float64)
-    if len(widths) and widths.min() < MIN_WIDTH:
-        log.warning("kernel widths down to %.3g are below the float32 resolution; using %g instead",
-                    widths.min(), MIN_WIDTH)
-        widths = np.maximum(widths, MIN_WIDTH)
+    widths = _checked_widths(X, ref_weight, data_weight, init_centres, widths, augmented)
+    N = X.shape[0]
+    B, M, _ = init_centres.shape
     epochs = len(widths)
     dtype = X.dtype
-    if augmented is not None and (augmented.shape != (X.shape[0], X.shape[1] + 2)
-                                  or augmented.dtype != X.dtype or augmented.device != X.device):
-        raise ValueError(f"augmented: expected augment_pool(X), shape {(X.shape[0], X.shape[1] + 2)}, "
-                         f"{X.dtype} on {X.device}; got {tuple(augmented.shape)}, {augmented.dtype}")
     Xa = augment_pool(X) if augmented is None else augmented  # (N, d+2), built once per fit
     r = ref_weight.to(dtype).contiguous()
     dw = data_weight.to(dtype).contiguous()
@@ -537,8 +403,7 @@ def train_replicas(
     amps = torch.zeros(B, M, dtype=torch.float64, device=X.device)
     opt = _Adam([centres, amps], [lr_centres, lr_amplitudes])
 
-    rec = list(record_replicas) if record_every else []
-    hist = {"epoch": [], "sigma": [], "loss": [], "centres": [], "amplitudes": []}
+    rec = _Recorder(list(record_replicas) if record_every else [], centres, amps)
     losses = np.empty((epochs, B))
 
     reseed_epochs = {int(round(q * epochs)) for q in reseed_at} if reseed and epochs else set()
@@ -546,24 +411,17 @@ def train_replicas(
     n_moved = np.zeros(B, dtype=np.int64)
     fn, block = _Kernels.get(fused, float(N) * B * M * epochs)
 
-    def record(e, sigma, loss_b):
-        hist["epoch"].append(e)
-        hist["sigma"].append(sigma)
-        hist["loss"].append(loss_b[rec])
-        hist["centres"].append(centres[rec].cpu().numpy().copy())
-        hist["amplitudes"].append(amps[rec].cpu().numpy().copy())
-
     sqrt_d = math.sqrt(centres.shape[-1])
     for e in range(epochs):
         sigma = float(widths[e])
         if e in reseed_epochs:
-            n_moved += _reseed(Xa, chunks, centres, amps, sigma, r, dw, off, comp, opt,
-                               cand_idx, reseed_margin, block)
+            n_moved += reseed_kernels(Xa, chunks, centres, amps, sigma, r, dw, off, comp, opt, cand_idx,
+                                      reseed_margin, budget=chunk_elements(X.device), block=block)
         loss, ga, gmu = _loss_and_grad(Xa, chunks, centres, amps, sigma, r, dw, off, comp, fn=fn)
         loss_np = loss.cpu().numpy()
         losses[e] = loss_np
-        if rec and e % record_every == 0:
-            record(e, sigma, loss_np)
+        if rec.replicas and e % record_every == 0:
+            rec.record(e, sigma, loss_np)
         if l1:
             ga = ga + l1 * torch.sign(amps)
         # Adam moves every coordinate by about its step, a centre by sqrt(d) times it: a step
@@ -577,16 +435,11 @@ def train_replicas(
     final = evaluate_loss(
         X, centres, amps, sigma, r, dw, competition=comp, offset=off, chunk_rows=step
     )
-    if rec:
-        record(epochs, sigma, final)
-    tail = losses[-max(2, epochs // 10):] if epochs else np.zeros((1, B))
-    spread = tail.max(0) - tail.min(0)
-    # settled: the loss moved by less than 1% of its value, or by less than 0.5
-    # (one unit of t), over the last tenth of the epochs
-    converged = spread <= np.maximum(0.5, convergence_tol * np.abs(final))
-    history = {k: np.asarray(v) for k, v in hist.items()}
-    history["replicas"] = np.asarray(rec, dtype=np.int64)
-    history["n_reseeded"] = n_moved[rec]
+    if rec.replicas:
+        rec.record(epochs, sigma, final)
+    converged = _settled(losses, final, convergence_tol)
+    history = rec.arrays()
+    history["n_reseeded"] = n_moved[rec.replicas]
     return TrainResult(
         centres=centres.cpu(),
         amplitudes=amps.cpu(),
@@ -597,3 +450,62 @@ def train_replicas(
         converged=converged,
         n_reseeded=n_moved,
     )
+
+
+def _checked_widths(X, ref_weight, data_weight, init_centres, widths, augmented) -> np.ndarray:
+    """Shape checks of :func:`train_replicas`' inputs; the widths as float64, floored at MIN_WIDTH."""
+    N, d = X.shape
+    B, _, d2 = init_centres.shape
+    if d2 != d or ref_weight.shape != (N, B) or data_weight.shape != (N, B):
+        raise ValueError(
+            f"shape mismatch: X {tuple(X.shape)}, centres {tuple(init_centres.shape)}, "
+            f"ref_weight {tuple(ref_weight.shape)}, data_weight {tuple(data_weight.shape)}"
+        )
+    widths = np.asarray(widths, dtype=np.float64)
+    if len(widths) and widths.min() < MIN_WIDTH:
+        log.warning("kernel widths down to %.3g are below the float32 resolution; using %g instead",
+                    widths.min(), MIN_WIDTH)
+        widths = np.maximum(widths, MIN_WIDTH)
+    if augmented is not None and (augmented.shape != (X.shape[0], X.shape[1] + 2)
+                                  or augmented.dtype != X.dtype or augmented.device != X.device):
+        raise ValueError(f"augmented: expected augment_pool(X), shape {(X.shape[0], X.shape[1] + 2)}, "
+                         f"{X.dtype} on {X.device}; got {tuple(augmented.shape)}, {augmented.dtype}")
+    return widths
+
+
+class _Recorder:
+    """Trajectory of the recorded replicas: epoch, width, loss, centres, amplitudes.
+
+    ``centres`` (B, M, d) and ``amps`` (B, M) are the trainer's parameter tensors,
+    read (copied) at every :meth:`record`.
+    """
+
+    def __init__(self, replicas: list[int], centres: torch.Tensor, amps: torch.Tensor):
+        self.replicas, self.centres, self.amps = replicas, centres, amps
+        self.hist = {"epoch": [], "sigma": [], "loss": [], "centres": [], "amplitudes": []}
+
+    def record(self, e: int, sigma: float, loss_b: np.ndarray) -> None:
+        rec = self.replicas
+        self.hist["epoch"].append(e)
+        self.hist["sigma"].append(sigma)
+        self.hist["loss"].append(loss_b[rec])
+        self.hist["centres"].append(self.centres[rec].cpu().numpy().copy())  # (B_rec, M, d)
+        self.hist["amplitudes"].append(self.amps[rec].cpu().numpy().copy())  # (B_rec, M)
+
+    def arrays(self) -> dict:
+        """The trajectory as arrays, plus ``replicas`` (B_rec,)."""
+        history = {k: np.asarray(v) for k, v in self.hist.items()}
+        history["replicas"] = np.asarray(self.replicas, dtype=np.int64)
+        return history
+
+
+def _settled(losses: np.ndarray, final: np.ndarray, tol: float) -> np.ndarray:
+    """Whether each replica's loss settled over the last tenth of the epochs, shape (B,).
+
+    Settled: the loss moved by less than ``tol`` of its value, or by less than 0.5
+    (one unit of t), over the last tenth of the epochs.
+    """
+    epochs, B = losses.shape
+    tail = losses[-max(2, epochs // 10):] if epochs else np.zeros((1, B))
+    spread = tail.max(0) - tail.min(0)
+    return spread <= np.maximum(0.5, tol * np.abs(final))

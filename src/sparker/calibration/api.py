@@ -1,0 +1,302 @@
+"""The calibrated test and calibrations: :func:`test`, :func:`calibrate`, :func:`expand_settings`.
+
+Both functions take the options of :class:`~sparker.config.NullConfig` (how toys
+are made) and :class:`~sparker.config.RunConfig` (how they run) as keywords,
+with those dataclasses' defaults, and check them with
+:func:`~sparker.config.validate_options` before any training.  Settings given
+as lists span several configurations, run on the same toys and aggregated
+(``docs/method.md``, "Calibration").
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import fields
+
+import numpy as np
+
+from .._validation import check_array, check_device, check_int, check_n_features, check_weights
+from ..config import NullConfig, RunConfig, TrainingConfig, validate_options
+from ..core.nulls import NullSpec, resolve_null_mode
+from ..core.standardize import Standardizer
+from ..core.streaming import StandardizedRows, fingerprint, standardized_pool
+from ..estimator import SparKer
+from ..model.ensemble import resolve_widths
+from ..results import TestResult
+from .calibration import Calibration, assemble_result, fit_observed
+from .checkpoint import run_id
+from .toys import WIDTH_KEY, ToyProblem, child_seed, run_toys
+
+__all__ = ["calibrate", "test", "expand_settings", "fixed_mismatches"]
+
+_NULL, _RUN = NullConfig(), RunConfig()  # the defaults, written once in config.py
+
+
+# ------------------------------------------------------------------ settings
+def expand_settings(settings: dict) -> list[TrainingConfig]:
+    """Training configurations from settings; list values span a grid.
+
+    ``expand_settings({"n_kernels": [4, 8], "sigma_end_quantile": 0.003})``
+    gives two configurations.  ``layers`` is never expanded.
+    """
+    base = SparKer().get_params()
+    known = set(base) - {"n_expected", "seed", "device"}
+    unknown = set(settings) - known
+    if unknown:
+        raise ValueError(f"settings: unknown settings {sorted(unknown)}; known: {sorted(known)}")
+    fixed, grid = {}, {}
+    for k, v in settings.items():
+        if k != "layers" and isinstance(v, (list, tuple)):
+            if not v:
+                raise ValueError(f"{k}: an empty list of values")
+            grid[k] = list(v)
+        else:
+            fixed[k] = v
+    configs = []
+    for values in itertools.product(*grid.values()):
+        params = {**fixed, **dict(zip(grid, values))}
+        configs.append(SparKer(**params).training_config())
+    return configs
+
+
+def _check_several(configs, n_null) -> None:
+    if len(configs) > 1 and n_null < 2:
+        raise ValueError(f"n_null: aggregating {len(configs)} configurations needs at least 2 toys")
+
+
+# ------------------------------------------------------------------ reusing a calibration
+def fixed_mismatches(calibration: Calibration, given: dict) -> list[tuple[str, object, object]]:
+    """The options a calibration fixes that ``given`` contradicts.
+
+    Parameters
+    ----------
+    calibration : Calibration
+    given : dict
+        :class:`~sparker.config.NullConfig` field name -> value; fields the
+        calibration does not fix are ignored, and a field's ``any_value``
+        (``null="auto"``) agrees with every calibration.
+
+    Returns
+    -------
+    list of (name, given value, the calibration's value)
+    """
+    out = []
+    for f in fields(NullConfig):
+        if not f.metadata.get("fixed") or f.name not in given:
+            continue
+        value, theirs = given[f.name], getattr(calibration, f.metadata.get("attribute", f.name))
+        if value != theirs and not ("any_value" in f.metadata and value == f.metadata["any_value"]):
+            out.append((f.name, value, theirs))
+    return out
+
+
+def _check_reuse(calibration: Calibration, nulls: NullConfig, settings: dict) -> None:
+    """Options of :func:`test` that a calibration fixes: left at default, or agreeing."""
+    if not isinstance(calibration, Calibration):
+        raise TypeError(f"calibration: expected a Calibration, got {type(calibration).__name__}")
+    given = {f.name: getattr(nulls, f.name) for f in fields(nulls) if getattr(nulls, f.name) != f.default}
+    for name, value, theirs in fixed_mismatches(calibration, given):
+        raise ValueError(f"{name}: {value!r} differs from the calibration's {theirs!r}; "
+                         "leave it out or calibrate again")
+    if settings:
+        expand_settings(settings)  # validates names and values
+        configs = calibration.settings_dicts()
+        for name, value in settings.items():
+            given = list(value) if isinstance(value, (list, tuple)) and name != "layers" else [value]
+            if name == "layers":  # compared in the normalised form of the configurations
+                given = [expand_settings({"layers": value})[0].to_dict()["layers"]]
+            used = list(dict.fromkeys(json.dumps(c[name], sort_keys=True) for c in configs))
+            if [json.dumps(v, sort_keys=True) for v in given] != used:
+                raise ValueError(f"settings: {name}={value!r} differs from the calibration's "
+                                 f"{[json.loads(u) for u in used]}; leave it out or calibrate again")
+
+
+# ------------------------------------------------------------------ the toys of a checked problem
+def _expected(nulls: NullConfig) -> float | None:
+    return None if nulls.n_expected is None else float(nulls.n_expected)
+
+
+def _calibrate(R, wr, n_data: int, nulls: NullConfig, run: RunConfig, configs, device) -> Calibration:
+    """Resample toys of a checked reference (``R`` lean, ``wr`` checked, ``device`` resolved)."""
+    poisson = (nulls.n_expected is not None) if nulls.poisson is None else bool(nulls.poisson)
+    n_expected, seed = _expected(nulls), int(nulls.seed)
+    Rs = StandardizedRows(R, Standardizer.fit(R))  # as in SparKer.fit, chunk by chunk
+    widths = [resolve_widths(Rs, c, child_seed(seed, WIDTH_KEY)) for c in configs]
+    spec = NullSpec("resample", R.shape[0], n_data, n_expected, poisson)
+    fp = fingerprint([R], wr)
+    pool = standardized_pool([Rs], augmented=False).numpy()  # (N_R, d) float32
+    problem = ToyProblem(pool, spec, wr, tuple(configs), tuple(widths), seed, str(device))
+    null = run_toys(problem, nulls.n_null, run, run_id(fp, configs, widths, seed, nulls.n_null, spec, wr))
+    return Calibration(
+        null=null, configs=configs, widths=widths, fingerprint=fp, n_features=R.shape[1],
+        n_data=n_data, n_expected=n_expected, poisson=poisson, null_mode="resample",
+        seed=seed, aggregation=nulls.aggregation, data_tolerance=float(nulls.data_tolerance),
+        reference=R, reference_weight=wr,
+    )
+
+
+def _permutation_null(R, D, nulls: NullConfig, run: RunConfig, configs, device) -> np.ndarray:
+    """Null statistics (n_null, K) of permutation toys over the pooled, checked samples."""
+    seed = int(nulls.seed)
+    std = Standardizer.fit(R)
+    Rs, Ds = StandardizedRows(R, std), StandardizedRows(D, std)  # as in SparKer.fit, chunk by chunk
+    widths = [resolve_widths(Rs, c, child_seed(seed, WIDTH_KEY)) for c in configs]
+    spec = NullSpec("permutation", R.shape[0], D.shape[0], _expected(nulls), False)
+    pool = standardized_pool([Rs, Ds], augmented=False).numpy()  # (N_R + N_D, d): reference, then data
+    problem = ToyProblem(pool, spec, None, tuple(configs), tuple(widths), seed, str(device))
+    fp = fingerprint([R, D], None)  # of the stacked samples
+    return run_toys(problem, nulls.n_null, run, run_id(fp, configs, widths, seed, nulls.n_null, spec, None))
+
+
+def _check_permutation(wr, wd, poisson) -> None:
+    if wr is not None or wd is not None:
+        raise ValueError("null: 'permutation' toys assume exchangeable, unweighted samples; "
+                         "use null='resample' with weights")
+    if poisson:
+        raise ValueError("poisson: Poisson toy counts need null='resample'")
+
+
+# ------------------------------------------------------------------ public API
+def calibrate(
+    reference, n_data: int, *, n_null: int = _NULL.n_null, seed: int = _NULL.seed, reference_weight=None,
+    n_expected: float | None = _NULL.n_expected, poisson: bool | None = _NULL.poisson,
+    aggregation: str = _NULL.aggregation, data_tolerance: float = _NULL.data_tolerance,
+    replica_chunk: int = _RUN.replica_chunk, backend: str = _RUN.backend, scheduler=_RUN.scheduler,
+    n_workers: int | None = _RUN.n_workers, checkpoint=_RUN.checkpoint, progress: bool = _RUN.progress,
+    device=_RUN.device, **settings,
+) -> Calibration:
+    """Calibrate the SparKer statistic for a reference and a data size (resampling toys).
+
+    Each toy draws its pseudo-data from the reference (``N_D' ~ Poisson(N_0)``
+    rows when ``poisson``, else exactly ``n_data``) and uses the remaining rows,
+    re-weighted, as its reference (:mod:`sparker.core.nulls`, ``resample``).
+    Toys never see an inspected sample, so one calibration serves every sample
+    of that size tested against this reference.
+
+    Parameters
+    ----------
+    reference : array-like of shape (n_reference, n_features)
+        Needs ``n_reference >= 2 n_data``.
+    n_data : int
+        Size of the inspected samples to be tested.
+    reference_weight : array-like of shape (n_reference,), optional
+    n_null, seed, n_expected, poisson, aggregation, data_tolerance
+        How toys are made and combined: :class:`~sparker.config.NullConfig`
+        (100 toys, seed 0, exact counts unless ``n_expected`` is given).
+    replica_chunk, backend, scheduler, n_workers, checkpoint, progress, device
+        How toys run: :class:`~sparker.config.RunConfig` (in this process by
+        default; a ``checkpoint`` file makes a killed run resumable).
+    **settings
+        :class:`SparKer` parameters (``n_kernels=8``, ``epochs=...``); list
+        values define several configurations, run on the same toys.
+
+    Returns
+    -------
+    Calibration
+
+    Raises
+    ------
+    ValueError
+        Naming the offending argument, before any training.
+    """
+    nulls = NullConfig(n_null=n_null, null="resample", seed=seed, n_expected=n_expected, poisson=poisson,
+                       aggregation=aggregation, data_tolerance=data_tolerance)
+    run = RunConfig(replica_chunk=replica_chunk, backend=backend, scheduler=scheduler, n_workers=n_workers,
+                    checkpoint=checkpoint, progress=progress, device=device)
+    validate_options(nulls)
+    validate_options(run)
+    R, _, dev = check_array(reference, name="reference", min_samples=2, lean=True)  # memory maps stay
+    wr = check_weights(reference_weight, R.shape[0], name="reference_weight")
+    n_data = check_int(n_data, name="n_data", minimum=1)
+    resolve_null_mode("resample", R.shape[0], n_data)
+    configs = expand_settings(settings)
+    _check_several(configs, n_null)
+    return _calibrate(R, wr, n_data, nulls, run, configs, check_device(device, dev))
+
+
+def test(
+    reference, data, *, n_null: int = _NULL.n_null, null: str = _NULL.null, seed: int = _NULL.seed,
+    calibration: Calibration | None = None, reference_weight=None, data_weight=None,
+    n_expected: float | None = _NULL.n_expected, poisson: bool | None = _NULL.poisson,
+    aggregation: str = _NULL.aggregation, replica_chunk: int = _RUN.replica_chunk,
+    backend: str = _RUN.backend, scheduler=_RUN.scheduler, n_workers: int | None = _RUN.n_workers,
+    checkpoint=_RUN.checkpoint, progress: bool = _RUN.progress, device=_RUN.device, **settings,
+) -> TestResult:
+    """Calibrated SparKer test: is ``data`` different from ``reference``, and how significant?
+
+    Fits the observed samples and ``n_null`` null toys with the same settings
+    (the toys as batched replicas) and returns the empirical p-value and Z,
+    plus a chi-square fit of the null.
+
+    Parameters
+    ----------
+    reference : array-like of shape (n_reference, n_features)
+    data : array-like of shape (n_data, n_features)
+    n_null, null, seed, n_expected, poisson, aggregation
+        How toys are made and combined: :class:`~sparker.config.NullConfig`
+        (100 toys; ``null="auto"`` resamples the reference when
+        ``n_reference >= 5 n_data``, else permutes the pooled samples;
+        ``TestResult.null_mode`` says which was used).
+    calibration : Calibration, optional
+        Reuse a calibration (:func:`calibrate`) instead of running toys.  It
+        must have been made with this reference (fingerprint), these settings
+        and a matching data size; the options it fixes (``n_null``, ``seed``,
+        ``aggregation``, ``n_expected``, ``poisson``, ``null``, and every
+        setting named) must be left at their defaults or agree with it; those
+        that only steer how toys run are ignored.
+    reference_weight, data_weight : array-like, optional
+        Per-point weights (``resample`` toys only).
+    replica_chunk, backend, scheduler, n_workers, checkpoint, progress, device
+        How toys run: :class:`~sparker.config.RunConfig`.  With
+        ``permutation`` toys the checkpoint belongs to this (reference, data) pair.
+    **settings
+        :class:`SparKer` parameters (``n_kernels=8``, ``epochs=...``); lists of
+        values give several configurations aggregated with ``aggregation``.
+
+    Returns
+    -------
+    TestResult
+
+    Raises
+    ------
+    ValueError
+        Naming the offending argument, before any training.
+    """
+    nulls = NullConfig(n_null=n_null, null=null, seed=seed, n_expected=n_expected, poisson=poisson,
+                       aggregation=aggregation)
+    if calibration is not None:
+        _check_reuse(calibration, nulls, settings)
+        return calibration.test(data, reference, reference_weight=reference_weight,
+                                data_weight=data_weight, device=device)
+    run = RunConfig(replica_chunk=replica_chunk, backend=backend, scheduler=scheduler, n_workers=n_workers,
+                    checkpoint=checkpoint, progress=progress, device=device)
+    validate_options(nulls)
+    validate_options(run)
+    return _run_test(reference, data, reference_weight, data_weight, nulls, run, settings)
+
+
+def _run_test(reference, data, reference_weight, data_weight, nulls: NullConfig, run: RunConfig,
+              settings: dict) -> TestResult:
+    """:func:`test` without a calibration, once the options are checked."""
+    R, _, dev_r = check_array(reference, name="reference", min_samples=2, lean=True)  # memory maps stay
+    D, _, dev_d = check_array(data, name="data", min_samples=1, lean=True)
+    check_n_features(R.shape[1], D.shape[1], name="data")
+    wr = check_weights(reference_weight, R.shape[0], name="reference_weight")
+    wd = check_weights(data_weight, D.shape[0], name="data_weight")
+    mode = resolve_null_mode(nulls.null, R.shape[0], D.shape[0])
+    device = check_device(run.device, dev_r, dev_d)
+    if mode == "permutation":
+        _check_permutation(wr, wd, nulls.poisson)
+    configs = expand_settings(settings)
+    _check_several(configs, nulls.n_null)
+    if mode == "resample":
+        null_t = _calibrate(R, wr, D.shape[0], nulls, run, configs, device).null
+    else:
+        null_t = _permutation_null(R, D, nulls, run, configs, device)
+    t_obs, models = fit_observed(R, D, wr, wd, configs, int(nulls.seed), _expected(nulls), device)
+    return assemble_result(t_obs, null_t, models, configs, int(nulls.seed), nulls.aggregation, mode)
+
+
+# pytest would otherwise collect this public name when a test module imports it
+test.__test__ = False

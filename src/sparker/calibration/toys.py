@@ -1,0 +1,171 @@
+"""Null toys as batched replicas: the toy problem, fixed replica blocks, chunks on a back end.
+
+Toys train in fixed blocks of :data:`REPLICA_BLOCK` replicas, each block one
+batched training run over a shared pool; chunks of ``replica_chunk`` toys
+(whole blocks) go to a back end (:mod:`sparker.core.backends`), and finished
+chunks are recorded in a :class:`~sparker.calibration.checkpoint.Checkpoint`.
+
+Reproducibility: toy ``b`` draws its pseudo-experiment from the child seed
+``(seed, 2, b, 0)`` and its starting centres from ``(seed, 2, b, 1)``; widths
+come from ``(seed, 0)`` exactly as in :meth:`SparKer.fit`.  A toy is therefore
+the same whatever chunk or back end computes it, bit for bit
+(``docs/method.md``, "Calibration").
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..config import RunConfig
+from ..core.backends import get_backend, run_all
+from ..core.nulls import NullSpec, toy_weights
+from ..model.ensemble import fit_stack
+from .checkpoint import Checkpoint
+
+__all__ = ["REPLICA_BLOCK", "ToyProblem", "WIDTH_KEY", "TOY_KEY", "child_seed", "run_toys"]
+
+log = logging.getLogger(__name__)
+
+#: spawn keys of the independent random streams of a run (widths as in SparKer.fit)
+WIDTH_KEY, TOY_KEY = 0, 2
+
+#: Toys ``[16 j, 16 (j + 1))`` are always trained together as the replicas of one
+#: batched run, whatever the chunk size or back end: the float32 products of a
+#: batch round differently with its width, so a fixed grouping is what makes every
+#: toy bit-identical across chunkings.  Chunks are whole blocks.
+REPLICA_BLOCK = 16
+
+
+def child_seed(seed: int, *key: int) -> np.random.SeedSequence:
+    """The random stream ``key`` of ``seed`` (``SeedSequence(seed, spawn_key=key)``)."""
+    return np.random.SeedSequence(seed, spawn_key=key)
+
+
+@dataclass(frozen=True)
+class ToyProblem:
+    """What every chunk of toys shares (plain arrays: cheap to ship to workers once)."""
+
+    pool: np.ndarray  # (N, d) float32, standardised
+    spec: NullSpec
+    ref_weight: np.ndarray | None  # (N_R,) user reference weights (resample draws)
+    configs: tuple  # TrainingConfig per configuration
+    widths: tuple  # per configuration: list of (sigma_start, sigma_end) per layer
+    seed: int
+    device: str = "cpu"
+
+
+def _blocks(toy_ids: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """``toy_ids`` split at multiples of :data:`REPLICA_BLOCK`."""
+    out: dict[int, list[int]] = {}
+    for b in toy_ids:
+        out.setdefault(b // REPLICA_BLOCK, []).append(b)
+    return [tuple(v) for _, v in sorted(out.items())]
+
+
+def _run_chunk(problem: ToyProblem, k: int, toy_ids: tuple[int, ...]) -> np.ndarray:
+    """Statistics of toys ``toy_ids`` under configuration ``k``: (n,) float64.
+
+    Each block of :data:`REPLICA_BLOCK` toys is one batched training run over
+    ``problem.pool``.
+    """
+    return np.concatenate([_run_block(problem, k, ids) for ids in _blocks(toy_ids)])
+
+
+def _run_block(problem: ToyProblem, k: int, toy_ids: tuple[int, ...]) -> np.ndarray:
+    device = torch.device(problem.device)
+    X = torch.as_tensor(problem.pool, device=device)  # (N, d)
+    rs, ds = [], []
+    for b in toy_ids:
+        r, d = toy_weights(problem.spec, child_seed(problem.seed, TOY_KEY, b, 0), problem.ref_weight)
+        rs.append(r)
+        ds.append(d)
+    r = torch.as_tensor(np.stack(rs, 1), dtype=torch.float32, device=device)  # (N, n)
+    d = torch.as_tensor(np.stack(ds, 1), dtype=torch.float32, device=device)  # (N, n)
+    seeds = [child_seed(problem.seed, TOY_KEY, b, 1) for b in toy_ids]
+    fit = fit_stack(X, r, d, problem.configs[k], problem.widths[k], seeds, record_replicas=())
+    return np.asarray(fit.statistic, dtype=np.float64)
+
+
+def _chunks(n_null: int, size: int) -> list[tuple[int, ...]]:
+    """Toy ids in chunks of ``size`` rounded up to whole :data:`REPLICA_BLOCK` blocks."""
+    size = -(-size // REPLICA_BLOCK) * REPLICA_BLOCK
+    return [tuple(range(lo, min(n_null, lo + size))) for lo in range(0, n_null, size)]
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled or total == 0:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # progress bars are optional
+        log.info("progress: install tqdm for progress bars")
+        return None
+    return tqdm(total=total, desc="null toys", unit="toy")
+
+
+def _pending(ck: Checkpoint, n_null: int, n_configs: int, replica_chunk: int) -> list[tuple]:
+    """``(configuration, toy ids)`` of every chunk with toys the checkpoint lacks."""
+    tasks = []
+    for k in range(n_configs):
+        for ids in _chunks(n_null, replica_chunk):
+            todo = tuple(b for b in ids if not ck.done[b, k])
+            if todo:
+                tasks.append((k, todo))
+    return tasks
+
+
+def run_toys(problem: ToyProblem, n_null: int, run: RunConfig, run_id: str) -> np.ndarray:
+    """Null statistics of every toy and configuration: (n_null, K) float64.
+
+    Toys are cut into chunks ``[0, c), [c, 2c), ...`` per configuration; a
+    chunk found finished in the checkpoint is skipped, a partly finished one
+    (possible only after a change of chunk size) runs its missing toys only.
+
+    Parameters
+    ----------
+    problem : ToyProblem
+    n_null : int
+    run : RunConfig
+        Chunk size, back end, checkpoint and progress bar.
+    run_id : str
+        :func:`~sparker.calibration.checkpoint.run_id` of these toys.
+
+    Raises
+    ------
+    ValueError
+        ``statistic:`` if a toy diverged to a non-finite value (the finished
+        toys stay in the checkpoint).
+    """
+    ck = Checkpoint(run.checkpoint, run_id, (n_null, len(problem.configs)))
+    tasks = _pending(ck, n_null, len(problem.configs), run.replica_chunk)
+    if not tasks:
+        return ck.values
+    bar = _progress_bar(sum(len(ids) for _, ids in tasks), run.progress)
+    log.info("training %d null toy fits in %d chunks on the %r back end",
+             sum(len(ids) for _, ids in tasks), len(tasks), run.backend)
+
+    def on_result(i, values):
+        k, ids = tasks[i]
+        values = np.asarray(values, dtype=np.float64)
+        assert values.shape == (len(ids),), "a chunk returned the wrong number of statistics"
+        bad = ~np.isfinite(values)
+        if bad.any():  # never a silent NaN in the null distribution (finished toys stay saved)
+            raise ValueError(
+                f"statistic: null toy {ids[int(np.argmax(bad))]} (configuration {k}) diverged to a "
+                f"non-finite value; try a smaller lr_amplitudes, lr_centres or a_max"
+            )
+        ck.record(k, ids, values)
+        if bar is not None:
+            bar.update(len(ids))
+
+    try:
+        run_all(get_backend(run.backend, **run.backend_options()), _run_chunk, problem, tasks, on_result)
+    finally:
+        if bar is not None:
+            bar.close()
+    assert ck.done.all(), "some null toys were not computed"
+    return ck.values

@@ -1,0 +1,160 @@
+r"""Re-seeding: move a replica's least useful kernel onto the largest unexplained excess.
+
+See ``docs/method.md``, section "Re-seeding".  At fixed fractions of the width
+schedule the trainer (:func:`sparker.model.trainer.train_replicas`) scores, for
+every replica, each kernel by the loss increase its removal would cause (its
+*kernel gain*) and each of a fixed set of candidate data points by the loss
+decrease a new kernel there would bring (its *candidate gain*, with the
+candidate's own point left out).  When the best candidate beats the weakest
+kernel by a margin, that kernel jumps there with amplitude 0 and fresh Adam
+state.  Everything is computed in one pass over the row chunks of the pool, in
+the kernel-major layout of the trainer.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from ..core.kernels import augment_centres
+
+__all__ = ["candidate_block", "candidate_rows", "reseed_kernels", "reseed_scores"]
+
+log = logging.getLogger(__name__)
+
+
+def candidate_block(Xa, Cy, dw, expected):
+    """Kernel sums of one row block at the candidates: (n_cand, B) data and expected counts.
+
+    Xa: (n, d+2); Cy: (d+2, n_cand*B) candidate-major; dw, expected: (n, B).
+    """
+    n, B = dw.shape
+    k = torch.exp((Xa @ Cy).clamp_max(0.0)).view(n, -1, B)  # (n, n_cand, B)
+    return (k * dw.unsqueeze(1)).sum(0), (k * expected.unsqueeze(1)).sum(0)
+
+
+def reseed_scores(Xa, chunks, centres, amps, sigma, r, dw, off, comp, cand_idx, *, budget: int,
+                  block=candidate_block):
+    """Kernel gains (B, M) and candidate gains (B, n_cand), in one pass over the pool.
+
+    *Kernel gain*: the loss increase when kernel i is removed from its
+    replica's ensemble, the softmax being re-normalised over the others.  With
+    the per-point terms ``P_j = a_j e_j^(kp+sm) e^(kp m)`` (``e_j = exp(l_j - m)``,
+    ``m = max_j l_j``), ``f = sum_j P_j / S`` for the softmax modes
+    (``S = sum_j e_j``) and ``f = sum_j P_j`` for ``none``; without kernel i,
+    ``f_(-i) = (sum_j P_j - P_i) / (S - e_i)`` (resp. ``f - P_i``).  For the
+    kernel that owns the point (i = argmax) the sums over the others are taken
+    directly instead of by subtraction, so nothing cancels.  A kernel that
+    duplicates a neighbour has a small gain: the neighbour takes over.
+
+    *Candidate gain*: for replica b and candidate y, ``n_D = sum_{x != y} d_b(x) k(x, y)``
+    (the candidate's own point left out)
+    and ``n_R = sum_x r_b(x) e^{f_b(x)} k(x, y)`` (what the current model
+    already expects there); a kernel of amplitude ``log(n_D / n_R)`` at y
+    lowers the loss by about ``n_D log(n_D / n_R) - (n_D - n_R)``, for an
+    excess or a deficit alike.
+
+    ``budget`` is the element budget of one chunk's activations
+    (:func:`sparker.model.trainer.chunk_elements`); the candidate sums go over row
+    blocks of about eight times that many elements.  ``block`` computes one row
+    block's sums (:func:`candidate_block`, or its compiled form).  Both gains are float64.
+    """
+    B, M, _ = centres.shape
+    kp, sm = comp.k_power, comp.softmax
+    Ca = augment_centres(centres.transpose(0, 1).to(Xa.dtype), sigma)  # (d+2, M*B), kernel-major
+    aT = amps.T.to(Xa.dtype).contiguous()  # (M, B)
+    n_cand = cand_idx.shape[1]
+    Y = Xa[cand_idx.T.reshape(-1), :-2]  # (n_cand*B, d), candidate-major
+    Cy = augment_centres(Y.view(n_cand, B, -1), sigma)  # (d+2, n_cand*B)
+    gain = torch.zeros(M, B, dtype=torch.float64, device=Xa.device)
+    nD = torch.zeros(n_cand, B, dtype=torch.float64, device=Xa.device)
+    nR = torch.zeros_like(nD)
+    step = max(1, 8 * budget // (n_cand * B))  # rows per candidate block (~8 MB on a CPU)
+    for lo0, hi0 in chunks:
+        n = hi0 - lo0
+        l = (Xa[lo0:hi0] @ Ca).clamp_max_(0.0).view(n, M, B)
+        m, top = l.max(1, keepdim=True)  # (n, 1, B)
+        e = torch.exp(l - m)  # (n, M, B)
+        is_top = torch.zeros_like(e, dtype=torch.bool).scatter_(1, top, True)
+        P = aT * e.pow(kp + sm) * torch.exp(kp * m)  # (n, M, B)
+        num = P.sum(1, keepdim=True)  # (n, 1, B)
+        if sm:
+            S = e.sum(1, keepdim=True)
+            f = num / S
+            numer = torch.where(is_top, P.masked_fill(is_top, 0.0).sum(1, keepdim=True), num - P)
+            denom = torch.where(is_top, e.masked_fill(is_top, 0.0).sum(1, keepdim=True), S - e)
+            f_i = torch.where(denom > 0, numer / denom.clamp_min(1e-30), torch.zeros_like(numer))
+        else:
+            f = num
+            f_i = num - P
+        o = 0.0 if off is None else off[lo0:hi0].unsqueeze(1)
+        rr, dd = r[lo0:hi0].unsqueeze(1), dw[lo0:hi0].unsqueeze(1)  # (n, 1, B)
+        ef = torch.exp(f + o)  # (n, 1, B)
+        base = rr * ef - dd * f  # (n, 1, B)
+        alt = rr * torch.exp(f_i + o) - dd * f_i  # (n, M, B)
+        gain += (alt - base).double().sum(0)
+        expected = (rr * ef).squeeze(1)  # (n, B)
+        for lo in range(lo0, hi0, step):
+            hi = min(hi0, lo + step)
+            d_sum, r_sum = block(Xa[lo:hi], Cy, dw[lo:hi], expected[lo - lo0:hi - lo0])
+            nD += d_sum.double()  # (n_cand, B)
+            nR += r_sum.double()
+    # leave-one-out: a candidate's own point is not evidence of an excess around it (in
+    # high dimensions a narrow kernel sees only its centre point, so every data point
+    # would look like a clump of one and re-seeding would memorise single points)
+    nD = (nD - dw.gather(0, cand_idx.T).double()).clamp_min(0.0)
+    nD, nR = nD.T, nR.T.clamp_min(1e-12)  # (B, n_cand)
+    return gain.T, nD * torch.log((nD / nR).clamp_min(1e-300)) - (nD - nR)
+
+
+def candidate_rows(data_weight: torch.Tensor, n_cand: int) -> torch.Tensor:
+    """Up to ``n_cand`` data rows per replica, evenly strided (deterministic).
+
+    Returns a long tensor of shape (B, n_cand) of pool row indices.
+    """
+    out = []
+    mask = (data_weight > 0).cpu()
+    for b in range(data_weight.shape[1]):
+        rows = torch.nonzero(mask[:, b]).flatten()
+        if len(rows) == 0:  # a toy without data points: any row will do (nothing to gain)
+            rows = torch.arange(data_weight.shape[0])
+        pick = torch.linspace(0, len(rows) - 1, min(n_cand, len(rows))).round().long()
+        out.append(rows[pick])
+    width = max(len(rows) for rows in out)  # pad (repeating rows) only up to the largest replica
+    out = [rows[torch.arange(width) % len(rows)] for rows in out]
+    return torch.stack(out).to(data_weight.device)
+
+
+def reseed_kernels(Xa, chunks, centres, amps, sigma, r, dw, off, comp, opt, cand_idx, margin, *,
+                   budget: int, block=candidate_block):
+    """Move each replica's least useful kernel to the largest unexplained excess.
+
+    Like k-means implementations that re-seed empty clusters: if the best
+    candidate's gain exceeds the smallest kernel gain by ``margin`` (loss
+    units), that kernel jumps there with amplitude 0 and fresh Adam state.
+    At most one kernel per replica moves per call.  Returns a (B,) 0/1 array.
+    """
+    B, M, _ = centres.shape
+    kg, cg = reseed_scores(Xa, chunks, centres, amps, sigma, r, dw, off, comp, cand_idx,
+                           budget=budget, block=block)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("reseed sigma=%.3f kernel gains %s best candidate gains %s", sigma,
+                  kg.cpu().numpy().round(2), cg.max(1).values.cpu().numpy().round(2))
+    worst = kg.argmin(1)  # (B,)
+    best = cg.argmax(1)  # (B,)
+    moved = np.zeros(B, dtype=np.int64)
+    for b in range(B):
+        i, c = int(worst[b]), int(best[b])
+        if float(cg[b, c]) <= float(kg[b, i]) + margin:
+            continue
+        y = Xa[cand_idx[b, c], :-2].to(torch.float64)
+        others = torch.cat([centres[b, :i], centres[b, i + 1:]])
+        if len(others) and float(((others - y) ** 2).sum(1).min()) < sigma * sigma:
+            continue
+        centres[b, i] = y
+        amps[b, i] = 0.0
+        opt.reset((b, i))
+        moved[b] = 1
+    return moved
