@@ -8,10 +8,13 @@ fraction of the profile's ``max_examples`` (see ``tests/test_properties.py``).
 
 import logging
 import os
+import warnings
 
 import pytest
 import torch
 from hypothesis import HealthCheck, settings
+
+from sparker import ConvergenceWarning
 
 _COMMON = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
                "print_blob": True}
@@ -35,5 +38,8 @@ def one_torch_thread():
 
 @pytest.fixture
 def quiet_convergence_warning(caplog):
-    """Silence the "loss had not settled" warning of short test fits."""
+    """Silence the "loss had not settled" warning of short test fits (a ConvergenceWarning, or a log line)."""
     caplog.set_level(logging.ERROR, logger="sparker")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield

@@ -23,9 +23,14 @@ from sparker.baselines import (
     mmd_agg,
     nplm_kernel,
 )
+from sparker.baselines import _common as common
+from sparker.baselines.c2st import _bin_edges as bin_edges
+from sparker.baselines.mmd import _quantile_widths as mmd_widths
 from sparker.baselines.mmd import mmd_permutation_statistics
+from sparker.baselines.nplm import _widths as nplm_widths
 from sparker.results import TestResult
 from sparker.core.nulls import NullSpec, toy_weights
+from sparker.core.order import canonical_order
 from sparker.stats import binomial_interval
 
 pytest.importorskip("sklearn")
@@ -43,6 +48,13 @@ MODES = {name: (("permutation",) if name.startswith("mmd") else ("resample", "pe
 def standardise(R, *others):
     mean, scale = R.mean(0), R.std(0)
     return [(X - mean) / scale for X in (R, *others)]
+
+
+def standardise_pooled(R, D):
+    """Permutation mode: both samples standardised with the pooled sample's moments."""
+    P = np.concatenate([R, D])
+    mean, scale = P.mean(0), P.std(0)
+    return (R - mean) / scale, (D - mean) / scale
 
 
 # ---------------------------------------------------------------- naive references
@@ -63,8 +75,11 @@ def gauss(A, B, sigma):
 
 
 def scipy_nplm(model: KernelNPLM, R, D, lam, loss):
-    """Solve the kernel NPLM problem in alpha with scipy's L-BFGS-B; returns (t, loss_fn, loss_min)."""
-    Rs, Ds = standardise(R, D)
+    """Solve the kernel NPLM problem (permutation mode) in alpha with scipy's L-BFGS-B.
+
+    Returns (t, loss_fn, loss_min).
+    """
+    Rs, Ds = standardise_pooled(R, D)
     X = np.concatenate([Rs, Ds])
     w = np.r_[np.full(len(R), len(D) / len(R)), np.zeros(len(D))]
     d = np.r_[np.zeros(len(R)), np.ones(len(D))]
@@ -142,10 +157,10 @@ def test_mmd_statistic_matches_naive_loop():
     rng = np.random.default_rng(0)
     R, D = rng.standard_normal((23, 3)), rng.standard_normal((11, 3)) + 0.3
     res = mmd(R, D, n_null=6, seed=5, bandwidth=0.9, dtype="float64", block_size=7)
-    Rs, Ds = standardise(R, D)
+    Rs, Ds = standardise_pooled(R, D)
     assert res.statistic == pytest.approx(naive_mmd2(Ds, Rs, 0.9), rel=1e-12, abs=1e-14)
-    # the permuted statistics are those of SparKer's permutation toys
-    pool = np.concatenate([Rs, Ds])
+    # the permuted statistics are those of permutation toys over the pool in canonical order
+    pool = np.concatenate([Rs, Ds])[canonical_order([R, D])]
     spec = NullSpec("permutation", 23, 11)
     for b in range(6):
         _, d = toy_weights(spec, np.random.SeedSequence(5, spawn_key=(2, b, 0)))
@@ -189,7 +204,7 @@ def test_mmd_agrees_with_kerneltests():
     kt_mmdagg = pytest.importorskip("kt.mmdagg")
     rng = np.random.default_rng(3)
     R, D = rng.standard_normal((40, 3)), rng.standard_normal((25, 3)) + 0.2
-    Rs, Ds = standardise(R, D)
+    Rs, Ds = standardise_pooled(R, D)
     _, details = kt_mmdagg.mmdagg(Ds, Rs, kernel="gaussian", number_bandwidths=2, B1=20, B2=20, B3=5,
                                   return_details=True)
     for bw, value in zip(details["bandwidth"], details["mmd"]):
@@ -291,6 +306,49 @@ def test_c2st_toys_do_not_depend_on_back_end_or_chunks(shifted):
         c2st(R, D, n_null=3, backend="gpu-farm")
     with pytest.raises(ValueError, match="^toy_chunk"):
         c2st(R, D, n_null=3, toy_chunk=0)
+
+
+# ---------------------------------------------------------------- permutation: label-free preprocessing
+def _prepared(R, D, null="permutation"):
+    return common.prepare(R, D, n_null=3, seed=4, null=null, method="test")
+
+
+def test_permutation_preprocessing_is_label_free():
+    # an exchangeable pool of 2600 rows (past the 2000-point width subsample), split two ways
+    rng = np.random.default_rng(3)
+    R, D = rng.standard_normal((1500, 3)) * [1, 2, 5], rng.standard_normal((1100, 3)) * [1, 2, 5]
+    a, b = _prepared(R, D), _prepared(D, R)  # the samples' names swapped
+    c = _prepared(R[::-1], D[rng.permutation(len(D))])  # and their rows shuffled
+    for other in (b, c):
+        np.testing.assert_array_equal(other.standardizer.mean, a.standardizer.mean)
+        np.testing.assert_array_equal(other.standardizer.scale, a.standardizer.scale)
+        np.testing.assert_array_equal(other.width_rows(), a.width_rows())
+        assert nplm_widths(other, None, [0.5, 0.9]) == nplm_widths(a, None, [0.5, 0.9])
+        np.testing.assert_array_equal(mmd_widths(other, [0.05, 0.5]), mmd_widths(a, [0.05, 0.5]))
+        edges = [bin_edges(p.width_rows(), np.random.default_rng(0)) for p in (a, other)]
+        np.testing.assert_array_equal(*edges)
+    pooled = np.concatenate([R, D])
+    np.testing.assert_allclose(a.standardizer.mean, pooled.mean(0), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(a.standardizer.scale, pooled.std(0), rtol=1e-12)
+    # resample toys see the reference alone: so do its standardisation and widths
+    r = _prepared(R, D[:200], null="resample")
+    np.testing.assert_allclose(r.standardizer.mean, R.mean(0), rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(r.width_rows(), r.reference)
+
+
+def test_permutation_pvalues_when_the_samples_swap_names():
+    rng = np.random.default_rng(8)
+    R, D = rng.standard_normal((120, 2)), rng.standard_normal((120, 2)) + [0.3, 0.0]
+    # MMD is symmetric in the two samples, so with equal sizes the whole test is
+    a, b = (mmd(X, Y, n_null=39, seed=1, dtype="float64") for X, Y in ((R, D), (D, R)))
+    assert a.statistic == pytest.approx(b.statistic, rel=1e-9)
+    np.testing.assert_allclose(a.null_distribution, b.null_distribution, rtol=1e-9, atol=1e-15)
+    assert a.pvalue == b.pvalue
+    # the NPLM statistic is not symmetric: only its null (same toys, same basis) is unchanged
+    a, b = (nplm_kernel(X, Y, n_null=9, seed=1, null="permutation", n_centres=40)
+            for X, Y in ((R, D), (D, R)))
+    np.testing.assert_allclose(a.null_distribution, b.null_distribution, rtol=1e-9)
+    assert a.statistic != pytest.approx(b.statistic, rel=1e-6)
 
 
 # ---------------------------------------------------------------- detectors

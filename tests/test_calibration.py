@@ -6,6 +6,7 @@ suite and the full version (>= 200 independent tests per scenario) under
 normal suite stays quick on two cores.
 """
 
+import dataclasses
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -69,9 +71,23 @@ def test_result_fields_pvalue_formula_and_json(ref):
 
 
 def test_toys_use_the_widths_of_the_observed_fit(ref, cal):
-    res = cal.test(uniform(100, seed=2))
+    data = uniform(100, seed=2)
+    res = cal.test(data)
     # the observed model's first recorded width is its sigma_start
     assert res.model.history_["sigma"][0] == pytest.approx(cal.widths[0][0][0], rel=1e-12)
+    (layer,) = res.model.config_.layer_configs()
+    assert [(layer.sigma_start, layer.sigma_end)] == cal.widths[0]
+    # the observed fit takes the calibration's widths; it does not derive its own
+    wider = dataclasses.replace(cal, widths=[[(1.5 * a, 1.5 * b) for a, b in w] for w in cal.widths])
+    (layer,) = wider.test(data).model.config_.layer_configs()
+    assert [(layer.sigma_start, layer.sigma_end)] == wider.widths[0]
+
+
+def test_every_layer_of_a_stack_uses_the_toys_widths(ref):
+    layers = [dict(n_kernels=2, epochs=20), dict(n_kernels=2, epochs=20, sigma_end_quantile=0.01)]
+    c = sparker.calibrate(ref, 100, n_null=2, reseed=False, layers=layers)
+    model = c.test(uniform(100, seed=2)).model
+    assert [(layer.sigma_start, layer.sigma_end) for layer in model.config_.layer_configs()] == c.widths[0]
 
 
 def test_auto_null_mode_and_permutation_result():
@@ -201,17 +217,45 @@ def test_calibration_reuse_refuses_mismatches(ref, cal, change, name):
         sparker.test(kwargs.pop("reference"), kwargs.pop("data"), calibration=cal, **kwargs)
 
 
-def test_poisson_calibration_accepts_sizes_within_tolerance(ref):
-    c = sparker.calibrate(ref, 100, n_expected=100, n_null=5, data_tolerance=2, **SMALL)
+def test_shape_only_poisson_calibration_accepts_sizes_within_tolerance(ref):
+    c = sparker.calibrate(ref, 100, poisson=True, n_null=5, data_tolerance=2, **SMALL)
+    assert c.poisson and c.n_expected is None  # toys' references scaled to their own counts
     assert c.accepts(100) and c.accepts(119) and c.accepts(81)
     assert not c.accepts(121) and not c.accepts(79)  # 100 +- 2 * sqrt(100)
     assert c.test(uniform(115, seed=2)).n_null == 5
     with pytest.raises(ValueError, match=r"^data:.*sqrt"):
         c.test(uniform(125, seed=2))
-    with pytest.raises(ValueError, match=r"^data:"):
-        c.test(uniform(50, seed=2), data_weight=np.ones(50))
-    # weighted counts are what matters with Poisson toys
-    assert c.test(uniform(50, seed=2), data_weight=np.full(50, 2.0)).n_null == 5
+
+
+def test_poisson_calibration_with_n_expected_tests_any_count(ref):
+    # the count is part of what is tested: a count far from N_0 is evidence, not a mismatch
+    c = sparker.calibrate(ref, 100, n_expected=100, n_null=5, data_tolerance=2, **SMALL)
+    assert c.accepts(150) and c.accepts(60) and c.accepts(1)
+    data = uniform(150, seed=2)  # 5 standard deviations above N_0
+    a = c.test(data)
+    b = sparker.test(ref, data, n_expected=100, n_null=5, **SMALL)  # the same toys, run again
+    assert (a.statistic, a.pvalue) == (b.statistic, b.pvalue)
+    np.testing.assert_array_equal(a.null_distribution, b.null_distribution)
+    exact = dataclasses.replace(c, poisson=False)  # exact-count toys test exactly n_data points
+    assert exact.accepts(100) and not exact.accepts(101)
+
+
+def test_calibrated_tests_refuse_weighted_data(ref, cal, monkeypatch):
+    data = uniform(100, seed=2)
+    plain, ones = cal.test(data), cal.test(data, data_weight=np.ones(100))
+    assert (ones.statistic, ones.pvalue) == (plain.statistic, plain.pvalue)
+    monkeypatch.setattr(C, "_run_chunk", lambda *a: pytest.fail("trained before validating"))
+    small = uniform(150, seed=2)
+    calls = [
+        lambda: cal.test(data, data_weight=np.full(100, 2.0)),
+        lambda: sparker.test(ref, data, calibration=cal, data_weight=np.full(100, 2.0)),
+        lambda: sparker.test(ref, data, n_null=3, data_weight=np.r_[np.ones(99), 0.5], **SMALL),
+        lambda: sparker.test(uniform(150, seed=1), small, n_null=3, data_weight=np.full(150, 2.0), **SMALL),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match=r"^data_weight: calibrated tests take unweighted data.*"
+                                             r"reference_weight.*SparKer\.fit"):
+            call()
 
 
 def test_save_load_round_trip(ref, cal, tmp_path):
@@ -265,6 +309,100 @@ def _bad_files(tmp_path, cal):
         arrays["__meta__"] = np.frombuffer(json.dumps(bad).encode(), dtype=np.uint8)
         np.savez(tmp_path / f"{name}.npz", **arrays)
     return ["noise", "truncated", "other", "pickled", "model", "version", "format", "missing", "mode"]
+
+
+def _rewrite_header(src, dst, **changes):
+    """Copy an archive with its JSON header changed."""
+    with np.load(src) as z:
+        arrays = dict(z)
+    meta = json.loads(arrays["__meta__"].tobytes().decode())
+    meta.update(changes)
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(dst, **arrays)
+
+
+def test_a_calibration_of_another_version_warns(cal, tmp_path):
+    assert issubclass(sparker.SparKerWarning, UserWarning)
+    cal.save(tmp_path / "cal.npz")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert Calibration.load(tmp_path / "cal.npz").sparker_version == sparker.__version__
+    _rewrite_header(tmp_path / "cal.npz", tmp_path / "old.npz", sparker_version="0.0.1")
+    with pytest.warns(sparker.SparKerWarning, match=r"made by SparKer 0\.0\.1.*may differ.*calibrate again"):
+        old = Calibration.load(tmp_path / "old.npz")
+    assert old.sparker_version == "0.0.1"
+    np.testing.assert_array_equal(old.null, cal.null)
+    old.save(tmp_path / "resaved.npz")  # the version that ran the toys stays with them
+    with pytest.warns(sparker.SparKerWarning, match=r"0\.0\.1"):
+        Calibration.load(tmp_path / "resaved.npz")
+
+
+# ------------------------------------------------------------------ names and summaries (issue #18)
+def test_test_keeps_the_feature_names_of_dataframes():
+    pd = pytest.importorskip("pandas")
+    names = ["energy", "angle"]
+    R = pd.DataFrame(uniform(400, seed=1), columns=names)
+    D = pd.DataFrame(uniform(60, seed=2), columns=names)
+    res = sparker.test(R, D, n_null=3, seed=1, **SMALL)
+    model = res.model
+    assert model.feature_names_in_ == names
+    assert all(list(k["centre"]) == names and list(k["width_original"]) == names for k in model.kernels_)
+    assert list(model.top_points(3).columns[5:]) == names
+    out = json.loads(json.dumps(res.to_dict()))
+    assert out["feature_names"] == names and set(out["top_points"][0]["point"]) == set(names)
+    # the names are labels: the same numbers as the arrays give
+    plain = sparker.test(R.to_numpy(), D.to_numpy(), n_null=3, seed=1, **SMALL)
+    assert plain.model.feature_names_in_ is None and plain.statistic == res.statistic
+    assert [k["centre"]["x0"] for k in plain.model.kernels_] == \
+        [k["centre"]["energy"] for k in model.kernels_]
+    # reusing a calibration keeps them too
+    cal = sparker.calibrate(R, 60, n_null=3, seed=1, **SMALL)
+    assert sparker.test(R, D, calibration=cal).model.feature_names_in_ == names
+    # the data must name the reference's columns, as SparKer.fit requires
+    for kw in ({"n_null": 3, **SMALL}, {"calibration": cal}):
+        with pytest.raises(ValueError, match=r"^data: feature names differ.*got 'angle', expected 'energy'"):
+            sparker.test(R, D[names[::-1]], **kw)
+    with pytest.raises(ValueError, match=r"^reference: duplicate feature names \['a'\]"):
+        sparker.test(R.set_axis(["a", "a"], axis=1), D.set_axis(["a", "a"], axis=1), n_null=3, **SMALL)
+
+
+def test_result_repr_is_short_and_to_dict_holds_the_command_line_summary(ref):
+    rng = np.random.default_rng(3)
+    data = np.concatenate([uniform(90, seed=2), 0.5 + 0.01 * rng.standard_normal((10, 2))])
+    res = sparker.test(ref, data, n_null=3, seed=3, **SMALL)
+    text = repr(res)
+    assert text == (f"TestResult(method='sparker', statistic={res.statistic:.4g}, pvalue={res.pvalue:.4g}, "
+                    f"zscore={res.zscore:.3g}, n_null=3, null_mode='resample')")
+    out = json.loads(json.dumps(res.to_dict()))
+    assert out["verdict"] == res.verdict() and out["verdict"]["calibrated"] is True
+    assert out["verdict"]["significant"] is False and "run more toys" in out["verdict"]["text"]  # p >= 1/4
+    assert out["n_flagged"] == res.n_flagged == int(res.model.flag(data).sum())
+    top = res.model.top_points(10, X=data)
+    assert [p["row"] for p in out["top_points"]] == top["row"].tolist()
+    assert set(out["top_points"][0]["point"]) == {"x0", "x1"} and out["feature_names"] is None
+    # a result without a SparKer model (a baseline's) has the same keys, empty
+    bare = sparker.TestResult(statistic=1.0, pvalue=0.5, zscore=0.0, null_distribution=np.zeros(3),
+                              null_mode="permutation", n_null=3, method="mmd")
+    summary = bare.to_dict()
+    assert summary["n_flagged"] is None and summary["top_points"] == [] and summary["feature_names"] is None
+    assert summary["verdict"]["significant"] is False and "kernels" not in summary
+    assert len(repr(bare)) < 120
+
+
+def test_convergence_warning_is_a_sparker_warning():
+    assert issubclass(sparker.ConvergenceWarning, sparker.SparKerWarning)
+    with pytest.warns(sparker.SparKerWarning):  # filtering SparKerWarning covers it
+        warnings.warn("not settled", sparker.ConvergenceWarning)
+
+
+def test_a_checkpoint_of_another_version_is_refused(ref, tmp_path, monkeypatch):
+    path = tmp_path / "ck.npz"
+    kw = dict(n_null=3, seed=2, checkpoint=path, **SMALL)
+    sparker.calibrate(ref, 100, **kw)
+    _rewrite_header(path, path, sparker_version="0.0.1")
+    monkeypatch.setattr(C, "_run_chunk", lambda *a: pytest.fail("resumed a run of another version"))
+    with pytest.raises(ValueError, match=r"^checkpoint: .* written by SparKer 0\.0\.1.*mix toys"):
+        sparker.calibrate(ref, 100, **kw)
 
 
 def test_load_refuses_corrupted_or_foreign_files(cal, tmp_path):

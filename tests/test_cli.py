@@ -5,6 +5,7 @@ import inspect
 import json
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -268,6 +269,22 @@ def test_test_bad_flag_values(test_files, capsys, extra, words):
     assert_user_error(capsys, run_test(ref, data, *extra), *words)
 
 
+def test_test_refuses_weighted_data(test_files, tmp_path, capsys):
+    # null toys' data are unweighted rows: a weighted sample would meet the wrong null
+    ref, data, _ = test_files
+    np.save(tmp_path / "w2.npy", np.full(70, 2.0))
+    np.save(tmp_path / "w1.npy", np.ones(70))
+    code = run_test(ref, data, *QUICK, "--data-weight", str(tmp_path / "w2.npy"))
+    assert_user_error(capsys, code, "data_weight", "unweighted", "sparker fit")
+    assert run_test(ref, data, *QUICK, "--data-weight", str(tmp_path / "w1.npy")) == 0  # all ones
+    ones = json.loads(capsys.readouterr().out)
+    assert run_test(ref, data, *QUICK) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert (ones["statistic"], ones["pvalue"]) == (plain["statistic"], plain["pvalue"])
+    assert fit(ref, data, *FAST, "--data-weight", str(tmp_path / "w2.npy")) == 0  # uncalibrated: fine
+    assert json.loads(capsys.readouterr().out)["statistic"] > 0
+
+
 # ------------------------------------------------------------------ bad input
 
 
@@ -340,6 +357,120 @@ def test_debug_shows_the_traceback(npy_files, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert "Traceback" in err and err.strip().splitlines()[-1].startswith("sparker: error: data")
+
+
+# ------------------------------------------------------ CSV inputs: names, delimiters, columns (issue #18)
+
+NAMES = ["energy", "angle"]
+
+
+def write_csv(path, table, columns, **options):
+    pd.DataFrame(table, columns=columns).to_csv(path, index=False, **options)
+    return path
+
+
+@pytest.fixture
+def csv_files(tmp_path, samples):
+    reference, data = samples
+    return write_csv(tmp_path / "ref.csv", reference, NAMES), write_csv(tmp_path / "data.csv", data, NAMES)
+
+
+def test_test_out_keeps_the_csv_column_names(csv_files, tmp_path, capsys):
+    ref, data = csv_files
+    out = tmp_path / "out"
+    assert run_test(ref, data, *QUICK, "--out", str(out)) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["feature_names"] == NAMES
+    assert all(list(k["centre"]) == NAMES for k in result["kernels"])
+    assert result["top_points"] and all(list(p["point"]) == NAMES for p in result["top_points"])
+    assert isinstance(result["n_flagged"], int) and result["verdict"]["calibrated"] is True
+    assert SparKer.load(out / "model.npz").feature_names_in_ == NAMES
+    assert "energy" in (out / "report.html").read_text()
+
+
+def test_semicolon_csv_is_detected_and_delimiter_overrides(tmp_path, samples, capsys):
+    reference, data = samples
+    ref = write_csv(tmp_path / "ref.csv", reference, NAMES, sep=";")
+    dat = write_csv(tmp_path / "data.csv", data, NAMES, sep=";")
+    assert fit(ref, dat, *FAST) == 0
+    assert json.loads(capsys.readouterr().out)["feature_names"] == NAMES
+    assert fit(ref, dat, *FAST, "--delimiter", "semicolon") == 0
+    capsys.readouterr()
+    assert_user_error(capsys, fit(ref, dat, *FAST, "--delimiter", "comma"), "energy;angle", "not numeric")
+    assert_user_error(capsys, fit(ref, dat, "--delimiter", "::"), "--delimiter", "one character")
+
+
+def test_delimiter_needs_a_csv_input(npy_files, capsys):
+    ref, data = npy_files
+    assert_user_error(capsys, fit(ref, data, "--delimiter", ";"), "--delimiter: only used for .csv inputs")
+    assert_user_error(capsys, fit(ref, data, "--columns", "a,b"), "--columns", "has no column names")
+
+
+def test_columns_picks_named_columns_of_both_tables(tmp_path, samples, capsys):
+    reference, data = samples
+    ref = tmp_path / "ref.csv"
+    pd.DataFrame({"energy": reference[:, 0], "label": "x", "angle": reference[:, 1]}).to_csv(ref, index=False)
+    dat = tmp_path / "data.csv"
+    pd.DataFrame({"angle": data[:, 1], "run": 7, "energy": data[:, 0]}).to_csv(dat, index=False)
+    assert fit(ref, dat, *FAST, "--columns", "energy,angle") == 0
+    assert json.loads(capsys.readouterr().out)["feature_names"] == NAMES
+    code = fit(ref, dat, *FAST, "--columns", "energy,phi")
+    assert_user_error(capsys, code, "--columns: reference file", "no column 'phi'")
+
+
+def test_data_columns_are_matched_to_the_reference_by_name(csv_files, tmp_path, samples, capsys):
+    ref, data = csv_files
+    assert fit(ref, data, *FAST) == 0
+    expected = json.loads(capsys.readouterr().out)
+    swapped = write_csv(tmp_path / "swapped.csv", samples[1][:, ::-1], NAMES[::-1])
+    assert fit(ref, swapped, *FAST, "-v") == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert "--data: columns matched to the reference's by name" in captured.err
+    assert result["feature_names"] == NAMES and result["statistic"] == expected["statistic"]
+    other = write_csv(tmp_path / "other.csv", samples[1], ["energy", "phi"])
+    assert_user_error(capsys, fit(ref, other, *FAST), "data: columns", "missing ['angle']",
+                      "unexpected ['phi']", "--columns")
+
+
+# ------------------------------------------------------------------- typos (issue #18)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["test", "--refrence", "r.npy", "--data", "d.npy"],
+     "unknown flag --refrence; did you mean --reference?"),
+    (["fit", "--reference", "r.npy", "--data", "d.npy", "--n-kernel", "3"],
+     "unknown flag --n-kernel; did you mean --n-kernels?"),
+    (["fit", "--reference", "r.npy", "--data", "d.npy", "--n-kernel=3"], "did you mean --n-kernels?"),
+    (["--verbos", "demo"], "unknown flag --verbos; did you mean --verbose? (see 'sparker --help')"),
+    (["fit", "--reference", "r.npy", "--data", "d.npy", "--zzz"],
+     "unknown flag --zzz (see 'sparker fit --help')"),
+])
+def test_unknown_flags_are_reported_first_with_a_suggestion(capsys, argv, message):
+    assert message in assert_user_error(capsys, main(argv))
+
+
+def test_flags_are_never_abbreviated(tmp_path, capsys):
+    parser = build_parser()
+    assert not parser.allow_abbrev and not any(p.allow_abbrev for p in parser.commands.values())
+    with pytest.raises(Exception, match="unrecognized arguments: --n-kernel"):
+        parser.parse_args(["fit", "--reference", "r.npy", "--data", "d.npy", "--n-kernel", "3"])
+    # a negative number is a value, not a flag: the error is the missing file
+    code = main(["fit", "--reference", str(tmp_path / "nope.npy"), "--data", "d.npy", "--seed", "-3"])
+    assert_user_error(capsys, code, "reference: file not found")
+
+
+def test_warnings_are_one_line_on_stderr(monkeypatch, capsys):
+    def run(args):
+        warnings.warn("the loss had not settled", sparker.ConvergenceWarning)
+        warnings.warn("something else", RuntimeWarning)
+        return 0
+
+    help_text, add_arguments, _ = COMMANDS["demo"]
+    monkeypatch.setitem(COMMANDS, "demo", (help_text, add_arguments, run))
+    assert main(["demo"]) == 0
+    err = capsys.readouterr().err
+    assert err == "WARNING: the loss had not settled\nWARNING: RuntimeWarning: something else\n"
 
 
 # ------------------------------------------------------------------- parser

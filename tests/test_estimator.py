@@ -462,9 +462,10 @@ def test_n_expected_changes_the_weights(samples):
     assert same == base
     more = SparKer(**SMALL, n_expected=2.0 * len(D)).fit(R, D)
     assert abs(more.statistic_ - base) > 1.0
-    # twice the expected count: the learned log ratio on the clump drops (by about log 2)
-    clump = np.array([[2.0, 2.0]])
-    assert more.log_ratio(clump)[0] < SparKer(**SMALL).fit(R, D).log_ratio(clump)[0] - 0.3
+    # twice the expected count: the data under-populate the reference on the whole, so the
+    # learned log ratio over the reference falls (the value at one point depends on how the
+    # kernels share the clump, so it is not asserted)
+    assert more.log_ratio(R).mean() < SparKer(**SMALL).fit(R, D).log_ratio(R).mean()
     assert sum(k["n_reference"] for k in more.kernels_) > sum(k["n_reference"] for k in
                                                                SparKer(**SMALL).fit(R, D).kernels_)
 

@@ -116,6 +116,76 @@ def test_parquet_round_trip(tmp_path):
 # ---------------------------------------------------------------- read errors
 
 
+# ---------------------------------------------------------------- CSV delimiters and columns (issue #18)
+
+
+@pytest.mark.parametrize("sep, suffix", [(";", ".csv"), ("\t", ".csv"), (",", ".csv"), (";", ".csv.gz")])
+def test_csv_delimiter_is_detected(tmp_path, sep, suffix):
+    path = tmp_path / f"sample{suffix}"
+    pd.DataFrame(X, columns=NAMES).to_csv(path, sep=sep, index=False)
+    array, names = read_table(path, name="data")
+    np.testing.assert_array_equal(array, X)
+    assert names == NAMES
+
+
+def test_csv_whitespace_and_semicolon_without_header(tmp_path):
+    spaced = tmp_path / "spaced.csv"
+    spaced.write_text("mass   pt eta\n" + "\n".join("  ".join(map(repr, row)) for row in X.tolist()) + "\n")
+    array, names = read_table(spaced, name="data")
+    np.testing.assert_array_equal(array, X)
+    assert names == NAMES
+    bare = tmp_path / "bare.csv"
+    bare.write_text("1.5;2\n3;4\n")
+    array, names = read_table(bare, name="data")
+    np.testing.assert_array_equal(array, [[1.5, 2.0], [3.0, 4.0]])
+    assert names is None
+
+
+def test_csv_delimiter_can_be_given(tmp_path):
+    path = tmp_path / "sample.csv"
+    pd.DataFrame(X, columns=NAMES).to_csv(path, sep="|", index=False)
+    array, names = read_table(path, name="data", delimiter="|")
+    np.testing.assert_array_equal(array, X)
+    assert names == NAMES
+    with pytest.raises(TypeError, match=r"column 'mass\|pt\|eta' is not numeric"):
+        read_table(path, name="data", delimiter=",")  # as told
+    with pytest.raises(ValueError, match=r"^delimiter: expected one character or 'whitespace', got '::'"):
+        read_table(path, name="data", delimiter="::")
+    np.save(tmp_path / "sample.npy", X)
+    with pytest.raises(ValueError, match=r"^delimiter: only used for \.csv files.*sample\.npy"):
+        read_table(tmp_path / "sample.npy", name="data", delimiter=";")
+
+
+def test_csv_columns_picks_by_name_in_the_given_order(tmp_path):
+    path = tmp_path / "sample.csv"
+    frame = pd.DataFrame(X, columns=NAMES)
+    frame.insert(1, "label", ["a", "b", "c", "d", "e"])  # a text column, never parsed
+    frame.to_csv(path, sep=";", index=False)
+    array, names = read_table(path, name="reference", columns=["eta", "mass"])
+    np.testing.assert_array_equal(array, X[:, [2, 0]])
+    assert names == ["eta", "mass"]
+    with pytest.raises(ValueError, match=r"^columns: reference file .*sample\.csv has no column 'phi'; "
+                                         r"its columns are \['mass', 'label', 'pt', 'eta'\]"):
+        read_table(path, name="reference", columns=["mass", "phi"])
+    with pytest.raises(ValueError, match=r"^columns: expected a non-empty list of distinct"):
+        read_table(path, name="reference", columns=["mass", "mass"])
+    pd.DataFrame(X).to_csv(tmp_path / "bare.csv", index=False, header=False)
+    with pytest.raises(ValueError, match=r"^columns: data file .*bare\.csv has no header row"):
+        read_table(tmp_path / "bare.csv", name="data", columns=["mass"])
+    np.save(tmp_path / "sample.npy", X)
+    with pytest.raises(ValueError, match=r"^columns: data file 'sample\.npy' has no column names"):
+        read_table(tmp_path / "sample.npy", name="data", columns=["mass"])
+
+
+def test_parquet_columns(tmp_path):
+    pytest.importorskip("pyarrow")
+    path = tmp_path / "sample.parquet"
+    pd.DataFrame(X, columns=NAMES).to_parquet(path)
+    array, names = read_table(path, name="data", columns=["pt"])
+    np.testing.assert_array_equal(array, X[:, [1]])
+    assert names == ["pt"]
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"^reference: file not found"):
         read_table(tmp_path / "absent.npy", name="reference")

@@ -218,13 +218,16 @@ class Problem:
     reason: str  # "input" (the argument alone), "mismatch", "null" or "coincide"
 
 
-def expected_problem(samples_by_name: dict, *, min_rows: dict, null_refused: bool = False) -> Problem | None:
+def expected_problem(samples_by_name: dict, *, min_rows: dict, null_refused: bool = False,
+                     pooled: bool = False) -> Problem | None:
     """The error the API must raise for these inputs, or None if they are valid.
 
     ``samples_by_name`` maps argument names to :class:`Sample` in the order they are
     checked and ``min_rows`` gives each one's minimum number of rows.  Then come the
     feature count, the null mode (``null_refused``: resampling with too small a
-    reference) and a reference whose points all coincide (no kernel width).
+    reference) and a reference whose points all coincide (no kernel width); with
+    ``pooled`` (permutation toys: widths from reference and data stacked) only when the
+    data coincide with them too.
     """
     for name, s in samples_by_name.items():
         if s.kind == "type":
@@ -236,7 +239,8 @@ def expected_problem(samples_by_name: dict, *, min_rows: dict, null_refused: boo
         return Problem(ValueError, "data", "mismatch")
     if null_refused:
         return Problem(ValueError, "null", "null")
-    if len(np.unique(ref.values, axis=0)) < 2:
+    points = np.concatenate([ref.values, data.values]) if pooled else ref.values
+    if len(np.unique(points, axis=0)) < 2:
         return Problem(ValueError, "reference", "coincide")
     return None
 
@@ -354,7 +358,9 @@ def test_calibrated_test_works_or_names_the_bad_argument(reference, data, null):
     sample = data.draw(samples(n_features=d, rows=(0, 6), ok_rows=1), label="data")
     problem = expected_problem({"reference": reference, "data": sample},
                                min_rows={"reference": 2, "data": 1},
-                               null_refused=null == "resample" and reference.rows < 2 * sample.rows)
+                               null_refused=null == "resample" and reference.rows < 2 * sample.rows,
+                               pooled=null == "permutation" or (null == "auto"
+                                                                and reference.rows < 5 * sample.rows))
 
     def call():
         return sparker.test(reference.obj, sample.obj, n_null=2, null=null, seed=1, **TINY)

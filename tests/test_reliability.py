@@ -230,19 +230,21 @@ def test_a_non_finite_null_toy_is_refused_and_finished_toys_are_kept(tmp_path, m
     assert done[:16, 0].all() and not done[16:, 0].any() and np.isfinite(values[done]).all()
 
 
-def test_a_fit_that_has_not_settled_says_so(tmp_path, caplog):
+def test_a_fit_that_has_not_settled_says_so(tmp_path):
     R, D = bump()
-    with caplog.at_level(logging.WARNING, logger="sparker"):
+    with pytest.warns(sparker.ConvergenceWarning, match="had not settled"):
         model = sparker.SparKer(n_kernels=2, epochs=10, reseed=False).fit(R, D)
-    assert model.converged_ is False and "had not settled" in caplog.text
+    assert model.converged_ is False
     assert model.to_dict()["converged"] is False
-    res = sparker.test(R, D, n_null=2, n_kernels=2, epochs=10, reseed=False)
+    with pytest.warns(sparker.ConvergenceWarning, match="had not settled"):
+        res = sparker.test(R, D, n_null=2, n_kernels=2, epochs=10, reseed=False)
     assert res.converged is False and res.to_dict()["converged"] is False
     np.save(tmp_path / "r.npy", R)
     np.save(tmp_path / "d.npy", D)
-    code, out, _ = run_cli(["fit", "--reference", tmp_path / "r.npy", "--data", tmp_path / "d.npy",
+    code, out, err = run_cli(["fit", "--reference", tmp_path / "r.npy", "--data", tmp_path / "d.npy",
                               "--n-kernels", 2, "--epochs", 10, "--no-reseed"])
     assert code == 0 and json.loads(out)["converged"] is False
+    assert err == "WARNING: SparKer: the loss had not settled at the end of training; consider more epochs\n"
 
 
 @pytest.mark.parametrize("kwargs, estimator, name", [

@@ -8,6 +8,7 @@ inspected sample over- or under-populates a reference sample
 
 from . import baselines, scenarios
 from ._version import __version__
+from ._warnings import ConvergenceWarning, SparKerWarning
 from .calibration import Calibration, calibrate, test
 from .config import LayerConfig, NullConfig, RunConfig, TrainingConfig
 from .estimator import SparKer
@@ -15,5 +16,6 @@ from .results import TestResult
 
 __all__ = [
     "SparKer", "TrainingConfig", "LayerConfig", "NullConfig", "RunConfig", "scenarios", "baselines",
-    "test", "calibrate", "Calibration", "TestResult", "__version__",
+    "test", "calibrate", "Calibration", "TestResult", "SparKerWarning", "ConvergenceWarning",
+    "__version__",
 ]

@@ -36,6 +36,7 @@ __all__ = [
     "check_array",
     "check_feature_names",
     "check_n_features",
+    "column_names",
     "check_weights",
 ]
 
@@ -256,6 +257,11 @@ def check_feature_names(
         f"{name}: has {len(got)} feature names but the reference has {len(expected)}; "
         f"the first {min(len(got), len(expected))} agree"
     )
+
+
+def column_names(X: Any) -> list[str] | None:
+    """The column names of a DataFrame (as :func:`check_array` gives them), else None; nothing is read."""
+    return [str(column) for column in X.columns] if _is_pandas(X, "DataFrame") else None
 
 
 def _is_pandas(obj: Any, class_name: str) -> bool:

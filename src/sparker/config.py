@@ -45,6 +45,7 @@ from ._validation import check_bool, check_choice, check_int, check_real, is_int
 from .core.backends import BACKENDS, backend_options, check_backend
 from .core.kernels import COMPETITIONS
 from .core.nulls import NULL_MODES
+from .core.standardize import STANDARDIZE_MODES
 from .core.schedules import MIN_WIDTH, SCHEDULES
 from .stats import AGGREGATIONS
 
@@ -125,6 +126,10 @@ class TrainingConfig:
     reseed: bool = _setting(
         True, "Re-seed the least useful kernel onto the largest unexplained excess or deficit "
               "at fixed points of the schedule")
+    standardize: str = _setting(
+        "reference", "What the standardisation and default widths come from: the reference, or "
+                     "the reference and data pooled (permutation tests use pooled)",
+        choices=STANDARDIZE_MODES)
     chunk_rows: int | None = _setting(
         None, "Rows per chunk of the full-batch gradient (memory bound); default ~1 MB of "
               "activations per chunk")
@@ -165,6 +170,8 @@ class TrainingConfig:
 
 def validate_config(cfg: TrainingConfig) -> None:
     """Raise a ValueError (TypeError for a wrong type) naming the offending setting."""
+    if cfg.standardize not in STANDARDIZE_MODES:
+        raise ValueError(f"standardize: unknown mode {cfg.standardize!r}; choose one of {sorted(STANDARDIZE_MODES)}")
     for layer in cfg.layer_configs():
         if not is_int(layer.n_kernels) or layer.n_kernels < 1:
             raise ValueError(f"n_kernels: must be a positive integer, got {layer.n_kernels!r}")
@@ -256,9 +263,12 @@ class NullConfig:
         How configurations given as lists of settings are combined
         (:data:`sparker.stats.AGGREGATIONS`).
     data_tolerance : float, default=3
-        With Poisson toys, a calibration accepts samples whose (weighted) size
-        is within ``data_tolerance * sqrt(N_0)`` of ``N_0``; exact-count toys
-        accept exactly ``n_data`` points (:func:`sparker.calibrate` only).
+        With Poisson toys and no ``n_expected`` (a shape-only test), a
+        calibration accepts samples whose size is within
+        ``data_tolerance * sqrt(N_0)`` of ``N_0``; with ``n_expected`` the count
+        is part of what is tested and any size is accepted; exact-count toys
+        accept exactly ``n_data`` points (:func:`sparker.calibrate` only; data
+        are unweighted in every calibrated test).
     """
 
     n_null: int = _option(100, "number of null toys; p-value resolution 1/(B+1)", "count",
@@ -275,7 +285,7 @@ class NullConfig:
     aggregation: str = _option("minp", "how configurations given as lists are combined", "choice",
                                choices=AGGREGATIONS, fixed=True)
     data_tolerance: float = _option(3.0, "accepted distance of a sample's size from N_0, in units "
-                                    "of sqrt(N_0) (Poisson toys)", "non_negative", fixed=True,
+                                    "of sqrt(N_0) (Poisson toys without n_expected)", "non_negative", fixed=True,
                                     commands=())
 
     def check_together(self) -> None:

@@ -27,8 +27,8 @@ Conventions
 
 from __future__ import annotations
 
-import logging
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import fields
 
@@ -41,9 +41,12 @@ from ._persist import FORMAT_VERSION, load_model, save_model
 from ._validation import (
     check_array, check_device, check_feature_names, check_n_features, check_seed, check_weights, is_real,
 )
+from ._warnings import ConvergenceWarning
 from .config import LayerConfig, TrainingConfig, validate_config
-from .core.standardize import Standardizer, warn_clipped
-from .core.streaming import StandardizedRows, standardized_pool
+from .core.order import canonical_order
+from .core.pool import preprocessing, weighted_pool
+from .core.standardize import Standardizer
+from .core.streaming import StandardizedRows
 from .core.weights import check_weight_range, reference_weights
 from .interpret import (
     MIN_EXCESS_FRACTION,
@@ -56,12 +59,10 @@ from .interpret import (
     top_points,
 )
 from .model.ensemble import fit_stack, resolve_widths
-from .model.stack import KernelStack
 from .model.trainer import TrainResult
 
 __all__ = ["SparKer", "FORMAT_VERSION", "NotFittedError"]
 
-log = logging.getLogger(__name__)
 
 #: The training defaults, written once in :class:`~sparker.config.TrainingConfig`.
 _DEFAULT = TrainingConfig()
@@ -98,10 +99,8 @@ class SparKer(BaseEstimator):
         (0.9) and ``sigma_end_quantile`` (0.003) quantiles of pairwise distances
         of the standardised reference.
     sigma_start_quantile, sigma_end_quantile : float
-        Pairwise-distance quantiles that set the default start and end widths.
-        The end quantile 0.003 (a kernel covering ~0.3% of the reference)
-        localised the square2d clumps far better than 0.01 (measured, see
-        ``docs/defaults.md``).
+        Pairwise-distance quantiles that set the default start and end widths
+        (0.003 localised the square2d clumps far better than 0.01: ``docs/defaults.md``).
     sigma_end_contrast : float, default=1e-2
         Caps the default end width where distances concentrate (high
         dimensions): a kernel centred on a reference point must weight a point
@@ -129,6 +128,9 @@ class SparKer(BaseEstimator):
     reseed : bool, default=True
         Re-seed the least useful kernel onto the largest unexplained excess or
         deficit at fixed points of the schedule (see :mod:`sparker.model.reseed`).
+    standardize : {"reference", "pooled"}, default="reference"
+        Standardisation and default widths from the reference, or from reference
+        and data stacked (label-free: what permutation toys require).
     layers : sequence of dict, optional
         Multi-scale stack: one dict of overrides (``n_kernels``, ``epochs``,
         ``schedule``, ``sigma_start``, ``sigma_end``, ``sigma_start_quantile``,
@@ -189,6 +191,7 @@ class SparKer(BaseEstimator):
         a_max: float = _DEFAULT.a_max,
         l1: float = _DEFAULT.l1,
         reseed: bool = _DEFAULT.reseed,
+        standardize: str = _DEFAULT.standardize,
         layers=None,
         n_expected: float | None = None,
         chunk_rows: int | None = _DEFAULT.chunk_rows,
@@ -210,6 +213,7 @@ class SparKer(BaseEstimator):
         self.a_max = a_max
         self.l1 = l1
         self.reseed = reseed
+        self.standardize = standardize
         self.layers = layers
         self.n_expected = n_expected
         self.chunk_rows = chunk_rows
@@ -278,15 +282,17 @@ class SparKer(BaseEstimator):
         cfg = self.training_config()
         R, D, names, wr, wd, device = _check_fit_inputs(reference, data, reference_weight, data_weight, cfg,
                                                         self.n_expected, self.seed, self.device)
-        std = Standardizer.fit(R)
+        std, width_rows = preprocessing(R, D, wr, cfg.standardize)
         Rs, Ds = StandardizedRows(R, std), StandardizedRows(D, std)  # standardised chunk by chunk
         width_seed, init_seed = np.random.SeedSequence(self.seed).spawn(2)
-        widths = resolve_widths(Rs, cfg, width_seed)
+        widths = resolve_widths(width_rows, cfg, width_seed)
         wd = np.ones(D.shape[0]) if wd is None else wd
         w = reference_weights(R.shape[0], wd.sum(), wr, self.n_expected, normalize_reference)
         check_weight_range(wd, name="data_weight")
         check_weight_range(w, name="reference_weight" if wr is not None else "n_expected")
-        Xa, r, dw = _weighted_pool(Rs, Ds, w, wd, device)
+        # the pool in an order of its values alone: the fit does not depend on the input's row order
+        order = canonical_order([R, D], None if cfg.standardize == "pooled" else [w, wd])
+        Xa, r, dw = weighted_pool(Rs, Ds, w, wd, device, order)
         X = Xa[:, : R.shape[1]]  # (N, d) the pool: reference rows, then data rows
         fit = fit_stack(X, r, dw, cfg, widths, [init_seed], augmented=Xa)
         del X, Xa
@@ -299,7 +305,8 @@ class SparKer(BaseEstimator):
         self.statistic_ = float(fit.statistic[0])
         self.converged_ = bool(fit.converged[0])
         if not self.converged_:
-            log.warning("SparKer: the loss had not settled at the end of training; consider more epochs")
+            warnings.warn("SparKer: the loss had not settled at the end of training; consider more epochs",
+                          ConvergenceWarning, stacklevel=2)
         # per-kernel soft counts need the samples: computed once here
         self.kernels_ = kernel_table(self.stack_, std, self._feature_names(), cfg.a_max, Rs, Ds, w, wd)
         self._fit_top_ = top_candidates(self.stack_, D, Ds)
@@ -339,11 +346,7 @@ class SparKer(BaseEstimator):
         return self.stack_.log_ratio(Z).numpy()
 
     def score_samples(self, X) -> np.ndarray:
-        """Anomaly score of each point: ``f(x)``; **higher = more anomalous**.
-
-        The opposite sign of scikit-learn's outlier detectors (whose
-        ``score_samples`` is higher for inliers).
-        """
+        """Anomaly score ``f(x)``; **higher = more anomalous** (unlike scikit-learn's detectors)."""
         return self.log_ratio(X)
 
     # ---------------------------------------------------------------- summary
@@ -468,15 +471,9 @@ class SparKer(BaseEstimator):
     def to_dict(self) -> dict:
         """JSON-ready summary: statistic, kernels, settings."""
         self._check_fitted()
-        return {
-            "statistic": self.statistic_,
-            "converged": self.converged_,
-            "n_features": self.n_features_in_,
-            "feature_names": self.feature_names_in_,
-            "settings": self.config_.to_dict(),
-            "seed": self.seed,
-            "kernels": self.kernels_,
-        }
+        return {"statistic": self.statistic_, "converged": self.converged_, "n_features": self.n_features_in_,
+                "feature_names": self.feature_names_in_, "settings": self.config_.to_dict(), "seed": self.seed,
+                "kernels": self.kernels_}
 
 
 def _check_fit_inputs(reference, data, reference_weight, data_weight, cfg: TrainingConfig,
@@ -503,23 +500,6 @@ def _check_fit_inputs(reference, data, reference_weight, data_weight, cfg: Train
             raise ValueError(f"n_expected: must be a positive number, got {n_expected!r}")
     check_seed(seed, allow_none=True)
     return R, D, names, wr, wd, check_device(device, dev_r, dev_d)
-
-
-def _weighted_pool(Rs: StandardizedRows, Ds: StandardizedRows, w: np.ndarray, wd: np.ndarray, device):
-    """The float32 training pool of one fit and its reference and data weights.
-
-    Returns ``Xa`` (N, d+2) = ``[x, 1, ||x||^2]`` (reference rows, then data rows) and
-    ``r``, ``dw`` (N, 1): the reference weights on reference rows, the data weights on
-    data rows, 0 elsewhere.  Warns once about points clipped while building the pool.
-    """
-    clipped = Rs.n_clipped + Ds.n_clipped
-    Xa = standardized_pool([Rs, Ds], device=device)  # (N, d+2) float32 [x, 1, ||x||^2]
-    warn_clipped(Rs.n_clipped + Ds.n_clipped - clipped)
-    r = torch.zeros(Xa.shape[0], 1, dtype=torch.float32, device=device)  # (N, 1)
-    dw = torch.zeros_like(r)  # (N, 1)
-    r[: len(Rs), 0] = torch.as_tensor(w, dtype=torch.float32)
-    dw[len(Rs):, 0] = torch.as_tensor(wd, dtype=torch.float32)
-    return Xa, r, dw
 
 
 def _fit_history(layers: list[TrainResult], standardizer: Standardizer) -> dict:

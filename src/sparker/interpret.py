@@ -88,6 +88,7 @@ __all__ = [
     "layer_gates",
     "marginal_relevance",
     "poisson_zscore",
+    "rename_features",
     "significance_priority",
     "top_candidates",
     "top_points",
@@ -130,7 +131,7 @@ def poisson_zscore(n_observed, n_expected) -> np.ndarray:
         if bj == 0.0:
             z[j] = math.inf if nj > 0 else 0.0
             continue
-        term = nj * math.log(nj / bj) if nj > 0 else 0.0
+        term = nj * (math.log(nj) - math.log(bj)) if nj > 0 else 0.0  # no overflow of nj / bj
         q = max(2.0 * (term - (nj - bj)), 0.0)  # >= 0 up to rounding
         z[j] = math.copysign(math.sqrt(q), nj - bj)
     return z
@@ -290,7 +291,7 @@ def _check_threshold(value, name: str) -> None:
         raise ValueError(f"{name}: expected a non-negative number, got {value!r}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Explanation:
     """Per-point explanation of a fitted model (:meth:`sparker.SparKer.explain`).
 
@@ -321,6 +322,10 @@ class Explanation:
 
     def __len__(self) -> int:
         return len(self.log_ratio)
+
+    def __repr__(self) -> str:
+        return (f"Explanation(n_points={len(self)}, n_flagged={int(np.count_nonzero(self.flagged))}, "
+                f"threshold={self.threshold:.4g})")
 
     @property
     def excess_fraction(self) -> np.ndarray:
@@ -412,7 +417,9 @@ def kernel_table(stack: KernelStack, standardizer, feature_names: list[str], a_m
     centres_std = np.concatenate([c.numpy() for c in stack.centres]).astype(np.float64)  # (M_total, d)
     centres = standardizer.inverse(centres_std)  # (M_total, d), original units
     a_max = float(a_max)
-    z = poisson_zscore(n_d, n_r)
+    # an expected count that underflowed to 0 (data far beyond the reference) is taken as the
+    # smallest positive float: the local Z is then a finite lower bound, never inf or NaN
+    z = poisson_zscore(n_d, np.where((n_r == 0.0) & (n_d > 0.0), np.finfo(np.float64).tiny, n_r))
     duplicate_of = find_duplicates(centres_std, widths, np.sign(amplitudes), layer,
                                    significance_priority(amplitudes, z, a_max))
     active = active_kernels(amplitudes, z, duplicate_of, a_max)
@@ -435,6 +442,21 @@ def kernel_table(stack: KernelStack, standardizer, feature_names: list[str], a_m
             "duplicate_of": None if duplicate_of[g] < 0 else int(duplicate_of[g]),
         })
     return rows
+
+
+def rename_features(kernels: list[dict], feature_names: list[str]) -> list[dict]:
+    """The kernel table with its per-feature entries (``centre``, ``width_original``) renamed.
+
+    Names are labels: a fit on arrays equals the fit on the same columns named, so the
+    table of one is the other's with the feature names replaced, in column order.
+    """
+    def renamed(values: dict) -> dict:
+        if len(values) != len(feature_names):
+            raise ValueError(f"feature_names: {len(feature_names)} names for {len(values)} features")
+        return dict(zip(feature_names, values.values()))
+
+    return [{**row, "centre": renamed(row["centre"]), "width_original": renamed(row["width_original"])}
+            for row in kernels]
 
 
 def kernels_frame(kernels: list[dict], a_max: float, *, min_zscore: float | None = None,

@@ -10,9 +10,12 @@ any previous file intact.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import gzip
 import importlib.util
 import io
+import itertools
 import json
 import math
 import os
@@ -29,6 +32,7 @@ from ._validation import frame_to_array
 
 __all__ = [
     "SUPPORTED_SUFFIXES",
+    "WHITESPACE",
     "write_archive",
     "read_archive",
     "atomic_write_bytes",
@@ -50,8 +54,16 @@ _READ_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+#: ``delimiter`` of a CSV file whose fields are separated by runs of spaces or tabs
+WHITESPACE = "whitespace"
+#: lines of a CSV file read to detect its delimiter
+_SNIFF_LINES = 20
+_CSV_SUFFIXES = (".csv", ".csv.gz")
+
+
 def read_table(
-    path: str | os.PathLike[str], *, name: str, key: str | None = None
+    path: str | os.PathLike[str], *, name: str, key: str | None = None, delimiter: str | None = None,
+    columns: list[str] | tuple[str, ...] | None = None,
 ) -> tuple[np.ndarray, list[str] | None]:
     """Read a sample of shape (n_samples, n_features) from a file.
 
@@ -59,10 +71,10 @@ def read_table(
 
     - ``.npy``: memory-mapped read-only with ``numpy.load(mmap_mode="r")``, no pickle.
     - ``.npz``: the only array in the archive, or the one named ``key``; no pickle.
-    - ``.csv``, ``.csv.gz``: read with :func:`pandas.read_csv`. The first row is a
-      header unless all its cells are numbers (or ``true``/``false``). A first column
-      with an empty header, as written by ``DataFrame.to_csv`` with its index, is taken
-      as the row index and dropped.
+    - ``.csv``, ``.csv.gz``: read with :func:`pandas.read_csv`; the delimiter is the first of
+      tab, semicolon, comma that splits the first lines alike, else whitespace, else comma. The
+      first row is a header unless all its cells are numbers (or ``true``/``false``). A first
+      column with an empty header (the index written by ``DataFrame.to_csv``) is dropped.
     - ``.parquet``: read with :func:`pandas.read_parquet` (needs pyarrow or fastparquet).
 
     Parameters
@@ -70,11 +82,16 @@ def read_table(
     path : str or os.PathLike
         File to read.
     name : str
-        Name of the argument (e.g. ``"reference"``), used as the prefix of every error
-        message.
+        Name of the argument (e.g. ``"reference"``), the prefix of every error message.
     key : str, optional
         Name of the array to use in a ``.npz`` archive holding several arrays. Only
         valid for ``.npz`` files.
+    delimiter : str, optional
+        Field separator of a CSV file, one character or :data:`WHITESPACE`; default:
+        detected. Only valid for CSV files.
+    columns : list of str, optional
+        Read only these columns, in this order (by header name); needs a CSV file with
+        a header row or a Parquet file.
 
     Returns
     -------
@@ -92,7 +109,8 @@ def read_table(
         If ``path`` does not exist.
     ValueError
         If the suffix is not supported, ``key`` is missing, unknown or given for a
-        format without keys, or the file is truncated or corrupted.
+        format without keys, ``delimiter`` or ``columns`` is invalid for the file (a
+        column it lacks is named), or the file is truncated or corrupted.
     TypeError
         If a CSV or Parquet column is not numeric (the column is named).
     ImportError
@@ -109,9 +127,10 @@ def read_table(
         raise FileNotFoundError(f"{name}: file not found: {path}")
     if key is not None and suffix != ".npz":
         raise ValueError(f"{name}: key={key!r} is only used for .npz files, got {path.name!r}")
+    options = _table_options(path, suffix, delimiter, columns, name=name)
     reader = _READERS[suffix]
     try:
-        return reader(path, name=name, key=key)
+        return reader(path, name=name, key=key, **options)
     except _ReadError as error:
         raise ValueError(str(error)) from None
     except _READ_ERRORS as error:
@@ -295,6 +314,60 @@ def _no_constant(token: str):
     raise ValueError(f"unexpected {token} in the JSON header")
 
 
+def _table_options(path: Path, suffix: str, delimiter, columns, *, name: str) -> dict:
+    """The checked ``delimiter`` and ``columns`` of :func:`read_table`, as reader keywords."""
+    options = {}
+    if delimiter is not None:
+        if suffix not in _CSV_SUFFIXES:
+            raise ValueError(f"delimiter: only used for .csv files, got {name} file {path.name!r}")
+        if not isinstance(delimiter, str) or (delimiter != WHITESPACE and (
+                len(delimiter) != 1 or delimiter in '"\r\n')):
+            raise ValueError(f"delimiter: expected one character or {WHITESPACE!r}, got {delimiter!r}")
+        options["delimiter"] = delimiter
+    if columns is not None:
+        if isinstance(columns, str) or not isinstance(columns, (list, tuple)) or not columns \
+                or not all(isinstance(c, str) and c for c in columns) or len(set(columns)) < len(columns):
+            raise ValueError(f"columns: expected a non-empty list of distinct column names, got {columns!r}")
+        if suffix not in (*_CSV_SUFFIXES, ".parquet"):
+            raise ValueError(f"columns: {name} file {path.name!r} has no column names; picking columns "
+                             "needs a .csv file with a header row or a .parquet file")
+        options["columns"] = list(columns)
+    return options
+
+
+def _csv_separator(path: Path) -> str:
+    """The field separator of a CSV file, detected from its first non-empty lines.
+
+    The first of tab, semicolon and comma that splits every line into the same number
+    (more than one) of fields (quotes respected); else runs of whitespace, if they split
+    two lines or more alike; else comma (pandas then reports what is wrong).
+    """
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as stream:
+            lines = [line for line in itertools.islice(stream, _SNIFF_LINES) if line.strip()]
+    except (OSError, EOFError, zlib.error):
+        return ","
+    for candidate in ("\t", ";", ","):
+        counts = {len(row) for row in csv.reader(lines, delimiter=candidate)}
+        if len(counts) == 1 and counts.pop() > 1:
+            return candidate
+    counts = {len(line.split()) for line in lines}
+    return r"\s+" if len(lines) > 1 and len(counts) == 1 and counts.pop() > 1 else ","
+
+
+def _picked(frame, columns: list[str] | None, *, name: str, path: Path):
+    """``frame``'s ``columns``, in that order; a column it lacks is named."""
+    if columns is None:
+        return frame
+    labels = {str(column): column for column in frame.columns}
+    missing = [column for column in columns if column not in labels]
+    if missing:
+        raise _ReadError(f"columns: {name} file {path} has no column {', '.join(map(repr, missing))}; "
+                         f"its columns are {list(labels)}")
+    return frame[[labels[column] for column in columns]]
+
+
 def _read_npy(path: Path, *, name: str, key: str | None) -> tuple[np.ndarray, None]:
     """Read a ``.npy`` file as a read-only memory map."""
     loaded = np.load(path, allow_pickle=False, mmap_mode="r")
@@ -322,23 +395,33 @@ def _read_npz(path: Path, *, name: str, key: str | None) -> tuple[np.ndarray, No
         return np.asarray(archive[key]), None
 
 
-def _read_csv(path: Path, *, name: str, key: str | None) -> tuple[np.ndarray, list[str] | None]:
-    """Read a CSV file, detecting a header row."""
+def _read_csv(path: Path, *, name: str, key: str | None, delimiter: str | None = None,
+              columns: list[str] | None = None) -> tuple[np.ndarray, list[str] | None]:
+    """Read a CSV file, detecting its delimiter (unless given) and a header row."""
     import pandas as pd
 
+    sep = _csv_separator(path) if delimiter is None else r"\s+" if delimiter == WHITESPACE else delimiter
     try:
-        first = pd.read_csv(path, header=None, nrows=1, dtype=str)
+        first = pd.read_csv(path, header=None, nrows=1, dtype=str, sep=sep)
     except pd.errors.EmptyDataError as error:
         raise _ReadError(f"{name}: {path} is empty") from error
     has_header = not all(_is_number(cell) for cell in first.iloc[0])
-    frame = pd.read_csv(path, header=0 if has_header else None)
-    if has_header and frame.shape[1] > 0 and pd.isna(first.iloc[0, 0]):
-        frame = frame.iloc[:, 1:]  # unnamed first column: the index written by to_csv
+    if columns is not None:
+        if not has_header:
+            raise _ReadError(f"columns: {name} file {path} has no header row to pick columns from")
+        _picked(pd.read_csv(path, header=0, sep=sep, nrows=0), columns, name=name, path=path)  # names
+        wanted = set(columns)  # the other columns are never parsed
+        frame = pd.read_csv(path, header=0, sep=sep, usecols=lambda column: str(column) in wanted)
+        frame = _picked(frame, columns, name=name, path=path)
+    else:
+        frame = pd.read_csv(path, header=0 if has_header else None, sep=sep)
+        if has_header and frame.shape[1] > 0 and pd.isna(first.iloc[0, 0]):
+            frame = frame.iloc[:, 1:]  # unnamed first column: the index written by to_csv
     return _table_to_array(frame, name=name, path=path, has_names=has_header)
 
 
 def _read_parquet(
-    path: Path, *, name: str, key: str | None
+    path: Path, *, name: str, key: str | None, columns: list[str] | None = None
 ) -> tuple[np.ndarray, list[str] | None]:
     """Read a Parquet file with pandas."""
     if not any(importlib.util.find_spec(engine) for engine in ("pyarrow", "fastparquet")):
@@ -348,7 +431,7 @@ def _read_parquet(
         )
     import pandas as pd
 
-    frame = pd.read_parquet(path)
+    frame = _picked(pd.read_parquet(path), columns, name=name, path=path)
     return _table_to_array(frame, name=name, path=path, has_names=True, lean=True)
 
 

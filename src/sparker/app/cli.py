@@ -30,19 +30,27 @@ runner), so adding one is one function pair and one dict entry; the commands are
 User errors (bad input, missing file, refused overwrite, bad flag) print one line
 ``sparker: error: <message>`` on stderr and exit with status 2; ``--debug`` adds the
 traceback. Any other exception (a bug) is also reported on one line, with status 1.
+Flags are never abbreviated (``--n-kernel`` is not ``--n-kernels``), and an unknown flag
+is reported before anything else, with the closest known flag as a suggestion.
+Warnings (:class:`sparker.SparKerWarning` and its subclass
+:class:`sparker.ConvergenceWarning`) are printed as one ``WARNING: ...`` line each, as
+the log lines are.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
 import sys
 import traceback
 import typing
+import warnings
 from collections.abc import Callable
 
 from .._version import __version__
+from .._warnings import SparKerWarning
 from . import commands, demo
 from .flags import training_flags
 
@@ -59,7 +67,11 @@ class _UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """ArgumentParser whose usage errors reach :func:`main` instead of exiting."""
+    """ArgumentParser whose usage errors reach :func:`main` instead of exiting; no abbreviated flags."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+        self.commands: dict[str, argparse.ArgumentParser] = {}  # subcommand -> its parser
 
     def error(self, message: str) -> typing.NoReturn:
         raise _UsageError(f"{message} (see '{self.prog} --help')")
@@ -90,14 +102,59 @@ def build_parser() -> argparse.ArgumentParser:
                      "kernels that detect rare anomalies in a data sample relative to a reference.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     _global_flags(parser, default=False)
-    common = argparse.ArgumentParser(add_help=False)
+    common = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     _global_flags(common, default=argparse.SUPPRESS)  # do not reset flags given before the command
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help_text, add_arguments, run) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text, parents=[common])
         add_arguments(command)
         command.set_defaults(run=run)
+        parser.commands[name] = command
     return parser
+
+
+def _flags(parser: argparse.ArgumentParser) -> set[str]:
+    return {flag for action in parser._actions for flag in action.option_strings}
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def _unknown_flag(parser: _Parser, argv: typing.Sequence[str]) -> str | None:
+    """The first flag of ``argv`` that neither ``sparker`` nor its command has, with a suggestion.
+
+    Checked before parsing, so that a typo such as ``--refrence`` is reported as itself
+    rather than as a missing ``--reference``.  Returns the error message, or None.
+    """
+    known, prog = _flags(parser), parser.prog
+    for token in argv:
+        if token == "--":
+            break
+        if not token.startswith("-"):
+            if prog == parser.prog and token in parser.commands:  # the command: its flags count too
+                known, prog = known | _flags(parser.commands[token]), parser.commands[token].prog
+            continue
+        flag = token.split("=", 1)[0]
+        if flag in known or _is_number(token):
+            continue
+        close = difflib.get_close_matches(flag, sorted(f for f in known if f.startswith("--")), n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        return f"unknown flag {flag}{hint} (see '{prog} --help')"
+    return None
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` of the command line: one line, as the log lines.
+
+    SparKer's own warnings start with what they are about; others say their category.
+    """
+    kind = "" if issubclass(category, SparKerWarning) else f"{category.__name__}: "
+    print(f"WARNING: {kind}{message}", file=sys.stderr if file is None else file)
 
 
 def _silence_stdout() -> None:
@@ -115,6 +172,11 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     error or a closed stdout, 130 when interrupted.
     """
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    problem = _unknown_flag(parser, argv)
+    if problem is not None:
+        print(f"{PROG}: error: {problem}", file=sys.stderr)
+        return 2
     try:
         args = parser.parse_args(argv)
     except _UsageError as error:
@@ -129,27 +191,29 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     level = package_log.level
     package_log.addHandler(handler)
     package_log.setLevel(logging.INFO if args.verbose else logging.WARNING)
-    try:
-        return args.run(args)
-    except BrokenPipeError:  # stdout closed early, as in `sparker test ... | head`
-        _silence_stdout()
-        return 1
-    except USER_ERRORS as error:
-        if args.debug:
-            traceback.print_exc()
-        message = " ".join(str(error).split()) or type(error).__name__
-        print(f"{PROG}: error: {message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as error:  # noqa: BLE001 (a bug, not a user error: still one line unless --debug)
-        if args.debug:
-            traceback.print_exc()
-        message = " ".join(str(error).split())
-        print(f"{PROG}: internal error: {type(error).__name__}{': ' + message if message else ''} "
-              "(rerun with --debug for the traceback)", file=sys.stderr)
-        return 1
-    finally:
-        package_log.removeHandler(handler)
-        package_log.setLevel(level)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning  # one line each, as the log lines
+        try:
+            return args.run(args)
+        except BrokenPipeError:  # stdout closed early, as in `sparker test ... | head`
+            _silence_stdout()
+            return 1
+        except USER_ERRORS as error:
+            if args.debug:
+                traceback.print_exc()
+            message = " ".join(str(error).split()) or type(error).__name__
+            print(f"{PROG}: error: {message}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"{PROG}: interrupted", file=sys.stderr)
+            return 130
+        except Exception as error:  # noqa: BLE001 (a bug, not a user error: still one line unless --debug)
+            if args.debug:
+                traceback.print_exc()
+            message = " ".join(str(error).split())
+            print(f"{PROG}: internal error: {type(error).__name__}{': ' + message if message else ''} "
+                  "(rerun with --debug for the traceback)", file=sys.stderr)
+            return 1
+        finally:
+            package_log.removeHandler(handler)
+            package_log.setLevel(level)

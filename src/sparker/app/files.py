@@ -1,15 +1,18 @@
 """Input files and output paths of the commands.
 
-Inputs (``--reference``, ``--data``, their weights, ``--key``) are read by
-:func:`sparker.io.read_table`; a table with a header becomes a DataFrame, so
-that the kernel table keeps the column names.  Outputs are refused before any
-work when they exist (unless ``--force``) or their folder cannot be written.
+Inputs (``--reference``, ``--data``, their weights, ``--key``, ``--delimiter``,
+``--columns``) are read by :func:`sparker.io.read_table`; a table with a header
+becomes a DataFrame, so that the kernel table keeps the column names.  When both
+tables have headers, the data's columns are matched to the reference's by name.
+Outputs are refused before any work when they exist (unless ``--force``) or their
+folder cannot be written.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import typing
@@ -17,15 +20,38 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import read_table, to_jsonable
+from ..io import WHITESPACE, read_table, to_jsonable
 
 __all__ = [
     "add_input_flags", "read_inputs", "refuse_existing", "result_files", "report_files", "print_json",
     "WEIGHTS",
 ]
 
+log = logging.getLogger(__name__)
+
 #: the per-point weight inputs, in the order of their flags
 WEIGHTS = ("reference_weight", "data_weight")
+#: ``--delimiter`` names -> the delimiter
+DELIMITERS = {"comma": ",", "semicolon": ";", "tab": "\t", "\\t": "\t", "whitespace": WHITESPACE,
+              "space": WHITESPACE}
+_CSV = (".csv", ".csv.gz")
+
+
+def _delimiter(text: str) -> str:
+    """argparse type of ``--delimiter``: a name of :data:`DELIMITERS` or one character."""
+    value = DELIMITERS.get(text.lower(), text)
+    if value != WHITESPACE and (len(value) != 1 or value in '"\r\n'):
+        raise argparse.ArgumentTypeError(
+            f"expected comma, semicolon, tab, whitespace or one character, got {text!r}")
+    return value
+
+
+def _columns(text: str) -> list[str]:
+    """argparse type of ``--columns``: comma-separated, distinct column names."""
+    names = [name.strip() for name in text.split(",")]
+    if not all(names) or len(set(names)) < len(names):
+        raise argparse.ArgumentTypeError(f"expected distinct comma-separated column names, got {text!r}")
+    return names
 
 
 def add_input_flags(parser: argparse.ArgumentParser, *, data: bool = True) -> argparse._ArgumentGroup:
@@ -42,14 +68,32 @@ def add_input_flags(parser: argparse.ArgumentParser, *, data: bool = True) -> ar
         group.add_argument("--data-weight", type=Path, metavar="FILE",
                            help="per-point data weights, shape (n_data,)")
     group.add_argument("--key", help="array name inside .npz input files holding several")
+    group.add_argument("--delimiter", type=_delimiter, metavar="SEP",
+                       help="field separator of .csv inputs: comma, semicolon, tab, whitespace or one "
+                            "character (default: detected from the first lines)")
+    group.add_argument("--columns", type=_columns, metavar="A,B,...",
+                       help="use these columns, in this order, of the reference"
+                            + (" and data tables" if data else " table") + " (needs a header row)")
     return group
 
 
-def _read_weights(path: Path | None, *, name: str) -> np.ndarray | None:
+def _read(path: Path, name: str, args: argparse.Namespace, columns: list[str] | None = None):
+    """One input file, with ``--key``, ``--delimiter`` (.csv files) and ``columns``."""
+    csv = path.name.lower().endswith(_CSV)
+    try:
+        return read_table(path, name=name, key=args.key if path.name.lower().endswith(".npz") else None,
+                          delimiter=args.delimiter if csv else None, columns=columns)
+    except ValueError as error:
+        if str(error).startswith(("columns: ", "delimiter: ")):
+            raise ValueError(f"--{error}") from None
+        raise
+
+
+def _read_weights(path: Path | None, name: str, args: argparse.Namespace) -> np.ndarray | None:
     """Read a weight file; a single-column table becomes a vector."""
     if path is None:
         return None
-    weights, _ = read_table(path, name=name)
+    weights, _ = _read(path, name, args)
     if weights.ndim == 2 and weights.shape[1] == 1:
         weights = weights[:, 0]
     return weights
@@ -64,8 +108,21 @@ def _named(table: np.ndarray, names: list[str] | None):
     return pd.DataFrame(table, columns=names, copy=False)  # a view: no second copy of a large table
 
 
-def _npz_key(path: Path, key: str | None) -> str | None:
-    return key if path.name.lower().endswith(".npz") else None
+def _match_columns(tables: dict) -> None:
+    """Put the data's columns in the reference's order when both tables name them.
+
+    ``tables``: input -> (array, names), changed in place.  Names that differ are an error.
+    """
+    (_, ref), (data, names) = tables["reference"], tables.get("data", (None, None))
+    if ref is None or names is None or names == ref:
+        return
+    if sorted(names) == sorted(ref) and len(set(ref)) == len(ref):
+        tables["data"] = data[:, [names.index(name) for name in ref]], list(ref)
+        log.info("--data: columns matched to the reference's by name (%s)", ", ".join(ref))
+        return
+    missing, unexpected = [n for n in ref if n not in names], [n for n in names if n not in ref]
+    raise ValueError(f"data: columns {names} do not match the reference's {ref} (missing {missing}, "
+                     f"unexpected {unexpected}); rename them, or pick the common ones with --columns")
 
 
 def read_inputs(args: argparse.Namespace) -> tuple[dict, dict]:
@@ -80,11 +137,13 @@ def read_inputs(args: argparse.Namespace) -> tuple[dict, dict]:
     given = {name: path for name, path in tables.items() if path is not None}
     if args.key is not None and not any(p.name.lower().endswith(".npz") for p in given.values()):
         raise ValueError(f"--key: only used when {' or '.join('--' + n for n in given)} is a .npz file")
-    arrays = {
-        name: None if path is None else _named(*read_table(path, name=name, key=_npz_key(path, args.key)))
-        for name, path in tables.items()
-    }
-    arrays.update({name: _read_weights(path, name=name) for name, path in weights.items()})
+    files = [*given.values(), *(p for p in weights.values() if p is not None)]
+    if args.delimiter is not None and not any(p.name.lower().endswith(_CSV) for p in files):
+        raise ValueError("--delimiter: only used for .csv inputs")
+    read = {name: _read(path, name, args, args.columns) for name, path in given.items()}
+    _match_columns(read)
+    arrays = {name: _named(*read[name]) if name in read else None for name in tables}
+    arrays.update({name: _read_weights(path, name, args) for name, path in weights.items()})
     inputs = {
         name: {"file": os.fspath(path), "shape": list(np.shape(arrays[name]))}
         for name, path in {**tables, **weights}.items()

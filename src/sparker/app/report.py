@@ -30,6 +30,7 @@ import numpy as np
 
 from .._version import __version__
 from ..io import to_jsonable, atomic_write_text, write_json
+from ..results import top_point_records
 
 __all__ = ["REPORT_FILE", "RESULT_FILE", "Report", "build_report", "write_report"]
 
@@ -84,25 +85,7 @@ def _verdict(result, model, alpha: float) -> dict:
             "text": (f"Not calibrated: t = {t:.4g} from a single fit. A p-value needs null toys "
                      "(sparker test, or sparker.test in Python)."),
         }
-    p, z, n_null = float(result.pvalue), float(result.zscore), int(result.n_null)
-    significant = p <= alpha
-    if significant:
-        text = f"The data differ from the reference: p = {p:.3g} (Z = {z:.2f}), from {n_null} null toys."
-    else:
-        text = (f"No significant difference at alpha = {alpha:g}: p = {p:.3g} (Z = {z:.2f}), "
-                f"from {n_null} null toys.")
-    if p <= 1.0 / (n_null + 1) + 1e-15:
-        text += f" This is the smallest p-value {n_null} toys can give (resolution 1/(B+1))"
-        chi2 = getattr(result, "chi2", None)
-        if chi2 and chi2.get("zscore") is not None and np.isfinite(chi2["zscore"]):
-            text += f"; the chi-square fit of the null extrapolates to Z = {chi2['zscore']:.2f}"
-            if chi2.get("poor_fit"):
-                text += " (but the fit is poor)"
-        text += "."
-    if 1.0 / (n_null + 1) > alpha:
-        text += (f" With {n_null} toys the p-value cannot go below {1.0 / (n_null + 1):.3g} > alpha; "
-                 "run more toys.")
-    return {"calibrated": True, "significant": bool(significant), "alpha": alpha, "text": text}
+    return result.verdict(alpha)
 
 
 def _provenance(seed) -> dict:
@@ -130,13 +113,7 @@ def _top_points(model, data, top_k: int) -> list[dict]:
         return []
     frame = model.top_points(top_k, X=data) if data is not None else model.top_points(
         min(top_k, len(model._fit_top_["index"])))
-    names = list(frame.columns[5:])
-    return [
-        {"row": int(r["row"]), "log_ratio": float(r["log_ratio"]), "owner": int(r["owner"]),
-         "region": int(r["region"]), "flagged": bool(r["flagged"]),
-         "point": {str(n): float(r[n]) for n in names}}
-        for _, r in frame.iterrows()
-    ]
+    return top_point_records(frame)
 
 
 def _figures(result, model, reference, data, reference_weight) -> tuple[list, list]:
@@ -372,7 +349,7 @@ def build_report(result=None, *, model=None, reference=None, data=None, referenc
     content = dict(result.to_dict()) if result is not None else dict(model.to_dict())
     verdict = _verdict(result, model, float(alpha))
     points = _top_points(model, data, int(top_k))
-    n_flagged = None
+    n_flagged = content.get("n_flagged") if model is getattr(result, "model", None) else None
     if model is not None and data is not None:
         n_flagged = int(model.flag(data).sum())
     drawn, notes = _figures(result, model, reference, data, reference_weight) if figures else ([], [])

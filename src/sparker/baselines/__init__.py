@@ -5,8 +5,10 @@ Every two-sample baseline is called as::
     res = sparker.baselines.<name>(reference, data, n_null=100, seed=0, null="auto", ...)
 
 and returns a :class:`sparker.TestResult` (``method`` is the baseline's name),
-calibrated on the same kind of null toys as :func:`sparker.test` (same seed,
-same pseudo-experiments; see :mod:`sparker.baselines._common`).  They are
+calibrated on null toys made as for :func:`sparker.test` (the same null modes
+and seed streams; with ``permutation`` toys the preprocessing comes from the
+pooled sample, so that it ignores which rows are data; see
+:mod:`sparker.baselines._common`).  They are
 registered in :data:`BASELINES` so that the command line and the benchmarks
 pick them by name; the per-point detectors for localisation comparisons are
 in :data:`DETECTORS`.

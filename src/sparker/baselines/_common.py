@@ -2,17 +2,24 @@
 
 Every baseline sees the same two-sample problem as :func:`sparker.test`:
 
-- the **observed** fit uses the rows ``[reference; data]``: reference rows carry
-  weight ``w_x`` (``N_D / N_R``, or the user's weights rescaled to sum to
-  ``N_D``), data rows weight 1;
+- the **observed** fit uses the rows ``[reference; data]`` (``resample``) or
+  the pool (``permutation``): reference rows carry weight ``w_x`` (``N_D / N_R``,
+  or the user's weights rescaled to sum to ``N_D``), data rows weight 1;
 - the **null toys** assign roles to the rows of a *pool* with
   :func:`sparker.core.nulls.toy_weights`: the pool is the reference for
-  ``resample`` and ``[reference; data]`` for ``permutation``; toy ``b`` draws
-  its roles from ``SeedSequence(seed, spawn_key=(2, b, 0))``, exactly like the
-  toys of :func:`sparker.test`, so a baseline and SparKer calibrated with the
-  same seed see the same pseudo-experiments.  A toy's data are the pool rows
-  with data weight > 0; its reference the rows with reference weight > 0,
-  with those weights.
+  ``resample`` and the reference and data stacked, in
+  :func:`~sparker.core.order.canonical_order`, for ``permutation``; toy ``b``
+  draws its roles from ``SeedSequence(seed, spawn_key=(2, b, 0))``, exactly like
+  the toys of :func:`sparker.test`.  A toy's data are the pool rows with data
+  weight > 0; its reference the rows with reference weight > 0, with those
+  weights.
+
+**Preprocessing.**  With ``resample`` toys the standardisation, widths and bins
+come from the reference (the toys see nothing else).  A permutation test is exact
+only if everything but the statistic ignores which rows are called data, so with
+``permutation`` toys they come from the pooled sample (unweighted), in an order
+of its values alone (:meth:`TwoSample.width_rows`): the observed statistic and
+every toy share them, and swapping the samples' names changes none of them.
 
 Random streams of a baseline (children of ``seed``): ``(0,)`` widths and
 bandwidths, ``(1,)`` the observed fit's own randomness, ``(2, b, 0)`` the
@@ -28,7 +35,8 @@ import numpy as np
 import torch
 
 from .._validation import check_array, check_device, check_int, check_n_features, check_seed, check_weights
-from ..core.nulls import NullSpec, resolve_null_mode, toy_weights
+from ..core.nulls import NullSpec, check_resample_weights, resolve_null_mode, toy_weights
+from ..core.order import canonical_order
 from ..core.standardize import Standardizer
 from ..core.weights import reference_weights
 from ..results import TestResult
@@ -59,8 +67,9 @@ class TwoSample:
     Attributes
     ----------
     reference, data : ndarray of shape (n, n_features)
-        In standardised units (reference mean and standard deviation; constant
-        features left centred with scale 1), float64.
+        In standardised units (the reference's mean and standard deviation for
+        ``resample``, the pooled sample's for ``permutation``; constant features
+        left centred with scale 1), float64, in input order.
     ref_weight : ndarray of shape (n_reference,)
         Observed reference weights ``w_x`` (sum ``N_D``).
     user_ref_weight : ndarray or None
@@ -71,6 +80,9 @@ class TwoSample:
     seed : int
     standardizer : Standardizer
     device : torch.device
+    order : ndarray of shape (n_reference + n_data,) or None
+        ``permutation``: the pool is ``[reference; data][order]``
+        (:func:`~sparker.core.order.canonical_order`); None for ``resample``.
     """
 
     reference: np.ndarray
@@ -82,6 +94,7 @@ class TwoSample:
     seed: int
     standardizer: Standardizer
     device: torch.device
+    order: np.ndarray | None = None
 
     @property
     def n_reference(self) -> int:
@@ -92,17 +105,31 @@ class TwoSample:
         return self.data.shape[0]
 
     def observed(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Rows ``[reference; data]`` (N, d) with reference (N,) and data (N,) weights."""
+        """Rows (N, d) with reference (N,) and data (N,) weights of the observed fit.
+
+        The rows are ``[reference; data]`` for ``resample`` and the pool (the same
+        rows in :attr:`order`) for ``permutation``.
+        """
         X = np.concatenate([self.reference, self.data])
         r = np.concatenate([self.ref_weight, np.zeros(self.n_data)])
         d = np.concatenate([np.zeros(self.n_reference), np.ones(self.n_data)])
-        return X, r, d
+        if self.order is None:
+            return X, r, d
+        return X[self.order], r[self.order], d[self.order]
 
     def pool(self) -> np.ndarray:
         """Rows the toys assign roles to: (N_R, d) for resample, (N_R + N_D, d) for permutation."""
-        if self.mode == "resample":
+        if self.order is None:
             return self.reference
-        return np.concatenate([self.reference, self.data])
+        return np.concatenate([self.reference, self.data])[self.order]
+
+    def width_rows(self) -> np.ndarray:
+        """The standardised rows widths and bins come from: the reference, or the pool.
+
+        For ``permutation`` the pool (reference and data in an order of their values
+        alone), so that widths do not depend on which rows are called data.
+        """
+        return self.pool()
 
     def toy(self, b: int) -> tuple[np.ndarray, np.ndarray]:
         """Reference (N_pool,) and data (N_pool,) weights of toy ``b`` (as in :func:`sparker.test`)."""
@@ -147,11 +174,24 @@ def prepare(
     if mode == "permutation" and wr is not None:
         raise ValueError("null: 'permutation' toys assume exchangeable, unweighted samples; "
                          "use null='resample' with reference_weight")
-    std = Standardizer.fit(R)
-    w = reference_weights(R.shape[0], float(D.shape[0]), wr, None, normalize=True)
     spec = NullSpec(mode, R.shape[0], D.shape[0])
+    check_resample_weights(spec, wr)
+    std, order = label_free_standardizer(R, D) if mode == "permutation" else (Standardizer.fit(R), None)
+    w = reference_weights(R.shape[0], float(D.shape[0]), wr, None, normalize=True)
     return TwoSample(std.transform(R), std.transform(D), w, wr, mode, spec, seed, std,
-                     check_device(device, dev_r, dev_d))
+                     check_device(device, dev_r, dev_d), order)
+
+
+def label_free_standardizer(R: np.ndarray, D: np.ndarray) -> tuple[Standardizer, np.ndarray]:
+    """Standardisation of the pooled sample and the pool's order, both label-free.
+
+    Returns the :class:`Standardizer` fitted (unweighted) on the rows of ``R`` and
+    ``D`` stacked in :func:`~sparker.core.order.canonical_order`, and that order:
+    both depend on the pooled rows as a set of points, not on which of them are
+    called data nor on their input order.
+    """
+    order = canonical_order([R, D])
+    return Standardizer.fit(np.concatenate([R, D])[order]), order
 
 
 # ------------------------------------------------------------------ results

@@ -29,7 +29,8 @@ counting one half.
 
 **Binning.**  The classifier bins every feature into at most 255 values
 anyway; here the bins are fixed once, at 255 quantiles of the reference
-(label-free, shared by the observed fit and every toy), and the classifier
+(of the pooled sample with ``permutation`` toys, so that they ignore which rows
+are data; shared by the observed fit and every toy), and the classifier
 receives the bin codes.  This is what the classifier would do itself up to
 the choice of quantiles, and it keeps scikit-learn off its slow
 weighted-quantile binning path (5-10x slower per fit with ``sample_weight``).
@@ -85,7 +86,8 @@ def _balanced(r: np.ndarray, d: np.ndarray, rows_r: np.ndarray, rows_d: np.ndarr
 
 
 def _bin_edges(R: np.ndarray, rng: np.random.Generator, n_bins: int = 255, max_rows: int = 200_000):
-    """Per-feature quantile edges of the reference: (n_bins - 1, n_features)."""
+    """Per-feature quantile edges of the rows ``R`` (the reference, or the pooled sample with
+    ``permutation`` toys): (n_bins - 1, n_features)."""
     if R.shape[0] > max_rows:
         R = R[rng.choice(R.shape[0], size=max_rows, replace=False)]
     return np.quantile(R, np.linspace(0.0, 1.0, n_bins + 1)[1:-1], axis=0)
@@ -142,10 +144,11 @@ def _null_statistics(runner, shared, n_null: int, toy_chunk: int) -> np.ndarray:
     return null_t
 
 
-def _settings(statistic: str, fraction: float, options: dict) -> list[dict]:
+def _settings(statistic: str, fraction: float, options: dict, mode: str) -> list[dict]:
     """The ``settings`` of the result: the statistic, the split and the plain classifier options."""
     return [{"classifier": "HistGradientBoostingClassifier", "statistic": statistic,
-             "test_fraction": fraction, "bins": "255 reference quantiles",
+             "test_fraction": fraction,
+             "bins": "255 reference quantiles" if mode == "resample" else "255 pooled quantiles",
              **{k: v for k, v in options.items() if isinstance(v, (numbers.Number, str, bool, type(None)))}}]
 
 
@@ -180,7 +183,7 @@ def c2st_statistic(reference, data, *, seed: int = 0, statistic: str = "llr", te
     problem, options, fraction = _setup(reference, data, 1, seed, "auto", None, statistic, test_fraction,
                                         max_iter, learning_rate, max_leaf_nodes, early_stopping,
                                         classifier_options)
-    edges = _bin_edges(problem.reference, np.random.default_rng(C.seq(problem.seed, C.WIDTH_KEY)))
+    edges = _bin_edges(problem.width_rows(), np.random.default_rng(C.seq(problem.seed, C.WIDTH_KEY)))
     X_obs, r_obs, d_obs = problem.observed()
     t, _ = _fit_one(_bin(X_obs, edges), r_obs, d_obs, C.seq(problem.seed, C.OBS_KEY), statistic, fraction,
                     options)
@@ -256,12 +259,12 @@ def c2st(
     toy_chunk = check_int(toy_chunk, name="toy_chunk", minimum=1)
     options_backend = backend_options(scheduler, n_workers)
     check_backend(backend, **options_backend)
-    edges = _bin_edges(problem.reference, np.random.default_rng(C.seq(problem.seed, C.WIDTH_KEY)))
+    edges = _bin_edges(problem.width_rows(), np.random.default_rng(C.seq(problem.seed, C.WIDTH_KEY)))
     X_obs, r_obs, d_obs = problem.observed()
     X_obs = _bin(X_obs, edges)
     t_obs, model = _fit_one(X_obs, r_obs, d_obs, C.seq(problem.seed, C.OBS_KEY), statistic, fraction, options)
     runner = get_backend(backend, **options_backend)
     shared = (_bin(problem.pool(), edges), problem, statistic, fraction, options)
     null_t = _null_statistics(runner, shared, n_null, toy_chunk)
-    return C.make_result("c2st", t_obs, null_t, problem, settings=_settings(statistic, fraction, options),
-                         model=model)
+    return C.make_result("c2st", t_obs, null_t, problem,
+                         settings=_settings(statistic, fraction, options, problem.mode), model=model)

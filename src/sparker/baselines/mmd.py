@@ -1,7 +1,8 @@
 r"""Maximum-mean-discrepancy permutation tests: ``mmd`` and ``mmd_agg``.
 
 For data :math:`X` (``m`` points) and reference :math:`Y` (``n`` points),
-both standardised with the reference mean and standard deviation, the
+both standardised with the pooled sample's mean and standard deviation (label-free,
+as a permutation test needs), the
 unbiased estimate of the squared MMD with a Gaussian kernel of width
 :math:`\sigma` (:mod:`sparker.baselines._kernels`) is
 
@@ -11,8 +12,9 @@ unbiased estimate of the squared MMD with a Gaussian kernel of width
         - \frac{2\,S_{xy}}{mn},
     \qquad S_{xx} = \sum_{i \ne j \in X} K(x_i, x_j),\ \dots
 
-**Permutations as one product.**  On the pooled rows :math:`Z = [Y; X]`
-(:math:`N = n + m`) let :math:`a \in \{0, 1\}^N` mark the data rows,
+**Permutations as one product.**  On the pooled rows :math:`Z` (:math:`Y` and
+:math:`X` in :func:`~sparker.core.order.canonical_order`, :math:`N = n + m`) let
+:math:`a \in \{0, 1\}^N` mark the data rows,
 :math:`K_0` be the pooled kernel matrix with a zero diagonal,
 :math:`\rho = K_0 \mathbf 1` and :math:`S = \mathbf 1^\top K_0 \mathbf 1`.  Then
 
@@ -143,11 +145,11 @@ def _check_dtype(dtype) -> torch.dtype:
 
 
 def _indicators(problem: C.TwoSample, ids) -> np.ndarray:
-    """Data indicators over the pool [R; D]: (N, len(ids)); id -1 is the observed split."""
+    """Data indicators over the pool: (N, len(ids)); id -1 is the observed split."""
     cols = []
     for b in ids:
         if b < 0:
-            cols.append(np.r_[np.zeros(problem.n_reference), np.ones(problem.n_data)])
+            cols.append(problem.observed()[2])
         else:
             cols.append((problem.toy(b)[1] > 0).astype(np.float64))
     return np.stack(cols, 1)
@@ -166,8 +168,9 @@ def _all_statistics(problem: C.TwoSample, n_null: int, sigmas, block_size: int, 
 
 
 def _quantile_widths(problem: C.TwoSample, quantiles) -> np.ndarray:
+    """Quantiles of the pooled sample's pairwise distances (label-free: the pool's own order)."""
     rng = np.random.default_rng(C.seq(problem.seed, C.WIDTH_KEY))
-    return np.atleast_1d(pairwise_distance_quantiles(problem.pool(), quantiles, rng=rng))
+    return np.atleast_1d(pairwise_distance_quantiles(problem.width_rows(), quantiles, rng=rng))
 
 
 def _check_work(block_size, perm_chunk, dtype):

@@ -5,7 +5,8 @@ The log density ratio is a Nyström kernel expansion over ``M_c`` centres
 its size), with the Gaussian kernel of :mod:`sparker.baselines._kernels` and
 the width :math:`\sigma` = 90th percentile of the pairwise distances of the
 standardised reference (the same estimate, on the same subsample, as
-SparKer's start width):
+SparKer's start width; with ``permutation`` toys, of the standardised pooled
+sample, so that the width ignores which rows are data):
 
 .. math::
 
@@ -71,7 +72,8 @@ are solved together, as the columns of ``(N, n_toys)`` weight matrices, in
 batches of ``toy_chunk`` (every column has its own line search and stopping
 rule, so the batch size does not change the result beyond rounding).  With
 ``permutation`` toys the observed fit uses the same pool, centres and basis,
-which keeps the permutation test exact; with ``resample`` toys the pool is
+and the standardisation and width come from the pooled sample, which keeps
+the permutation test exact; with ``resample`` toys the pool is
 the reference (toy data are reference rows) while the observed fit draws its
 centres from ``[reference; data]``.  Several widths run on the same toys and
 are aggregated (min-p by default, :func:`sparker.stats.aggregate`).
@@ -79,7 +81,7 @@ are aggregated (min-p by default, :func:`sparker.stats.aggregate`).
 
 from __future__ import annotations
 
-import logging
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -88,6 +90,7 @@ import torch
 import torch.nn.functional as F
 
 from .._validation import check_array, check_choice, check_fraction, check_int, check_n_features, check_real
+from .._warnings import ConvergenceWarning
 from ..core.schedules import pairwise_distance_quantiles
 from ..results import TestResult
 from ..stats import AGGREGATIONS
@@ -95,8 +98,6 @@ from . import _common as C
 from ._kernels import gaussian_kernel
 
 __all__ = ["LOSSES", "KernelNPLM", "newton_cg", "nplm_kernel", "nplm_statistic", "nystrom_basis"]
-
-log = logging.getLogger(__name__)
 
 _DT = torch.float64
 
@@ -399,12 +400,13 @@ def _settings(n_centres, lam, tol, max_iter, toy_chunk, loss, aggregation):
 
 
 def _widths(problem: C.TwoSample, sigma, sigma_quantile) -> list[float]:
-    """Kernel widths: ``sigma`` checked, or quantiles of the reference's pairwise distances."""
+    """Kernel widths: ``sigma`` checked, or quantiles of the pairwise distances of the
+    reference (``resample``) or of the pooled sample (``permutation``: label-free)."""
     if sigma is not None:
         return C.as_float_list(sigma, name="sigma", check=check_real, positive=True)
     qs = C.as_float_list(sigma_quantile, name="sigma_quantile", check=check_fraction, open_interval=True)
     rng = np.random.default_rng(C.seq(problem.seed, C.WIDTH_KEY))
-    return [float(s) for s in np.atleast_1d(pairwise_distance_quantiles(problem.reference, qs, rng=rng))]
+    return [float(s) for s in np.atleast_1d(pairwise_distance_quantiles(problem.width_rows(), qs, rng=rng))]
 
 
 def _observed_fit(problem: C.TwoSample, observed, args: tuple, want_model: bool):
@@ -443,7 +445,8 @@ def _toy_fits(problem: C.TwoSample, args: tuple, toy_fit: _Fitter | None, out: n
         out[ids] = t
         n_bad += int((~conv).sum())
     if n_bad:
-        log.warning("nplm_kernel: %d of %d toys did not converge (sigma=%.3g)", n_bad, out.shape[0], sigma)
+        warnings.warn(f"nplm_kernel: {n_bad} of {out.shape[0]} toys did not converge (sigma={sigma:.3g})",
+                      ConvergenceWarning, stacklevel=2)
     return {"sigma": sigma, "n_centres": int(toy_fit.centres.shape[0]), "lam": lam, "loss": loss_fn.name,
             "rank": int(toy_fit.Psi.shape[1]), "tol": tol}
 
@@ -484,7 +487,8 @@ def nplm_kernel(
         Nyström centres ``M_c`` drawn from the pooled sample (capped by its size).
     sigma : float or list of float, optional
         Kernel width(s) in standardised units; default the ``sigma_quantile``
-        quantile(s) of the reference's pairwise distances.
+        quantile(s) of the reference's pairwise distances (of the pooled
+        sample's with ``permutation`` toys).
     sigma_quantile : float or list of float
         Used when ``sigma`` is None (0.9, as in the paper).
     lam : float

@@ -12,19 +12,22 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import fields
+from dataclasses import fields, replace
 
 import numpy as np
 
-from .._validation import check_array, check_device, check_int, check_n_features, check_weights
+from .._validation import (
+    check_array, check_device, check_feature_names, check_int, check_n_features, check_weights, column_names,
+)
 from ..config import NullConfig, RunConfig, TrainingConfig, validate_options
-from ..core.nulls import NullSpec, resolve_null_mode
-from ..core.standardize import Standardizer
-from ..core.streaming import StandardizedRows, fingerprint, standardized_pool
+from ..core.nulls import NullSpec, check_resample_weights, resolve_null_mode
+from ..core.streaming import fingerprint, standardized_pool
+from ..core.pool import preprocessing
 from ..estimator import SparKer
+from ..interpret import rename_features
 from ..model.ensemble import resolve_widths
 from ..results import TestResult
-from .calibration import Calibration, assemble_result, fit_observed
+from .calibration import Calibration, assemble_result, fit_observed, unit_data_weight
 from .checkpoint import run_id
 from .toys import WIDTH_KEY, ToyProblem, child_seed, run_toys
 
@@ -121,12 +124,13 @@ def _calibrate(R, wr, n_data: int, nulls: NullConfig, run: RunConfig, configs, d
     """Resample toys of a checked reference (``R`` lean, ``wr`` checked, ``device`` resolved)."""
     poisson = (nulls.n_expected is not None) if nulls.poisson is None else bool(nulls.poisson)
     n_expected, seed = _expected(nulls), int(nulls.seed)
-    Rs = StandardizedRows(R, Standardizer.fit(R))  # as in SparKer.fit, chunk by chunk
+    std, Rs = preprocessing(R, None, wr, "reference")  # as in SparKer.fit: rows in canonical order
     widths = [resolve_widths(Rs, c, child_seed(seed, WIDTH_KEY)) for c in configs]
     spec = NullSpec("resample", R.shape[0], n_data, n_expected, poisson)
     fp = fingerprint([R], wr)
-    pool = standardized_pool([Rs], augmented=False).numpy()  # (N_R, d) float32
-    problem = ToyProblem(pool, spec, wr, tuple(configs), tuple(widths), seed, str(device))
+    pool = standardized_pool([Rs], augmented=False).numpy()  # (N_R, d) float32, canonical order
+    wr_pool = None if wr is None else wr[Rs.order]  # the weights of the pool's rows
+    problem = ToyProblem(pool, spec, wr_pool, tuple(configs), tuple(widths), seed, str(device))
     null = run_toys(problem, nulls.n_null, run, run_id(fp, configs, widths, seed, nulls.n_null, spec, wr))
     return Calibration(
         null=null, configs=configs, widths=widths, fingerprint=fp, n_features=R.shape[1],
@@ -139,14 +143,36 @@ def _calibrate(R, wr, n_data: int, nulls: NullConfig, run: RunConfig, configs, d
 def _permutation_null(R, D, nulls: NullConfig, run: RunConfig, configs, device) -> np.ndarray:
     """Null statistics (n_null, K) of permutation toys over the pooled, checked samples."""
     seed = int(nulls.seed)
-    std = Standardizer.fit(R)
-    Rs, Ds = StandardizedRows(R, std), StandardizedRows(D, std)  # as in SparKer.fit, chunk by chunk
-    widths = [resolve_widths(Rs, c, child_seed(seed, WIDTH_KEY)) for c in configs]
+    # label-free, as the observed fit with standardize="pooled": moments and widths of the
+    # stacked samples, rows in an order of their values alone
+    std, Ps = preprocessing(R, D, None, "pooled")
+    widths = [resolve_widths(Ps, c, child_seed(seed, WIDTH_KEY)) for c in configs]
     spec = NullSpec("permutation", R.shape[0], D.shape[0], _expected(nulls), False)
-    pool = standardized_pool([Rs, Ds], augmented=False).numpy()  # (N_R + N_D, d): reference, then data
+    pool = standardized_pool([Ps], augmented=False).numpy()  # (N_R + N_D, d), canonical order
     problem = ToyProblem(pool, spec, None, tuple(configs), tuple(widths), seed, str(device))
     fp = fingerprint([R, D], None)  # of the stacked samples
     return run_toys(problem, nulls.n_null, run, run_id(fp, configs, widths, seed, nulls.n_null, spec, None))
+
+
+def standardization(configs: list[TrainingConfig], mode: str) -> list[TrainingConfig]:
+    """The configurations with the standardisation the null mode needs.
+
+    Permutation toys need preprocessing that ignores which rows are data, so every
+    configuration is fitted with ``standardize="pooled"``; resample toys see the
+    reference alone, so ``"pooled"`` is refused there.
+    """
+    if mode == "permutation":
+        return [replace(c, standardize="pooled") for c in configs]
+    if any(c.standardize == "pooled" for c in configs):
+        raise ValueError("standardize: 'pooled' is for permutation toys (null='permutation'); resample "
+                         "toys see only the reference, so leave standardize at 'reference'")
+    return configs
+
+
+def _resample_spec(n_reference: int, n_data: int, nulls: NullConfig) -> NullSpec:
+    """The :class:`NullSpec` of resample toys (as :func:`_calibrate` builds it)."""
+    poisson = (nulls.n_expected is not None) if nulls.poisson is None else bool(nulls.poisson)
+    return NullSpec("resample", n_reference, n_data, _expected(nulls), poisson)
 
 
 def _check_permutation(wr, wd, poisson) -> None:
@@ -210,7 +236,8 @@ def calibrate(
     wr = check_weights(reference_weight, R.shape[0], name="reference_weight")
     n_data = check_int(n_data, name="n_data", minimum=1)
     resolve_null_mode("resample", R.shape[0], n_data)
-    configs = expand_settings(settings)
+    check_resample_weights(_resample_spec(R.shape[0], n_data, nulls), wr)
+    configs = standardization(expand_settings(settings), "resample")
     _check_several(configs, n_null)
     return _calibrate(R, wr, n_data, nulls, run, configs, check_device(device, dev))
 
@@ -244,9 +271,16 @@ def test(
         and a matching data size; the options it fixes (``n_null``, ``seed``,
         ``aggregation``, ``n_expected``, ``poisson``, ``null``, and every
         setting named) must be left at their defaults or agree with it; those
-        that only steer how toys run are ignored.
-    reference_weight, data_weight : array-like, optional
-        Per-point weights (``resample`` toys only).
+        that only steer how toys run are ignored.  (The same test as
+        ``calibration.test(data, reference=reference)``, whose data come first:
+        pass its reference by keyword.)
+    reference_weight : array-like, optional
+        Per-point reference weights (``resample`` toys only); toys draw their data
+        from the reference in proportion to them.
+    data_weight : array-like, optional
+        Only all-ones weights are accepted: the toys' data are unweighted rows,
+        so weighted data would be tested against the wrong null.  Use
+        :meth:`SparKer.fit` for the statistic of weighted data (uncalibrated).
     replica_chunk, backend, scheduler, n_workers, checkpoint, progress, device
         How toys run: :class:`~sparker.config.RunConfig`.  With
         ``permutation`` toys the checkpoint belongs to this (reference, data) pair.
@@ -257,6 +291,9 @@ def test(
     Returns
     -------
     TestResult
+        Its model has the reference's feature names when the reference is a
+        DataFrame (the data's must then match them), and ``n_flagged`` counts the
+        data points that model flags.
 
     Raises
     ------
@@ -267,8 +304,11 @@ def test(
                        aggregation=aggregation)
     if calibration is not None:
         _check_reuse(calibration, nulls, settings)
-        return calibration.test(data, reference, reference_weight=reference_weight,
-                                data_weight=data_weight, device=device)
+        D, names_d, dev = check_array(data, name="data", min_samples=1, lean=True)
+        names = _feature_names(column_names(reference), names_d)
+        result = calibration.test(D, reference=reference, reference_weight=reference_weight,
+                                  data_weight=data_weight, device=device if device is not None else dev)
+        return _described(result, names, D)
     run = RunConfig(replica_chunk=replica_chunk, backend=backend, scheduler=scheduler, n_workers=n_workers,
                     checkpoint=checkpoint, progress=progress, device=device)
     validate_options(nulls)
@@ -279,23 +319,57 @@ def test(
 def _run_test(reference, data, reference_weight, data_weight, nulls: NullConfig, run: RunConfig,
               settings: dict) -> TestResult:
     """:func:`test` without a calibration, once the options are checked."""
-    R, _, dev_r = check_array(reference, name="reference", min_samples=2, lean=True)  # memory maps stay
-    D, _, dev_d = check_array(data, name="data", min_samples=1, lean=True)
+    R, names, dev_r = check_array(reference, name="reference", min_samples=2, lean=True)  # memory maps stay
+    D, names_d, dev_d = check_array(data, name="data", min_samples=1, lean=True)
     check_n_features(R.shape[1], D.shape[1], name="data")
+    names = _feature_names(names, names_d)
     wr = check_weights(reference_weight, R.shape[0], name="reference_weight")
-    wd = check_weights(data_weight, D.shape[0], name="data_weight")
+    unit_data_weight(data_weight, D.shape[0])  # toys' data are unweighted: so must the data be
     mode = resolve_null_mode(nulls.null, R.shape[0], D.shape[0])
     device = check_device(run.device, dev_r, dev_d)
     if mode == "permutation":
-        _check_permutation(wr, wd, nulls.poisson)
-    configs = expand_settings(settings)
+        _check_permutation(wr, None, nulls.poisson)
+    configs = standardization(expand_settings(settings), mode)
     _check_several(configs, nulls.n_null)
+    widths = None  # permutation: the observed fit derives them as the toys did
     if mode == "resample":
-        null_t = _calibrate(R, wr, D.shape[0], nulls, run, configs, device).null
+        check_resample_weights(_resample_spec(R.shape[0], D.shape[0], nulls), wr)
+        cal = _calibrate(R, wr, D.shape[0], nulls, run, configs, device)
+        null_t, widths = cal.null, cal.widths
     else:
         null_t = _permutation_null(R, D, nulls, run, configs, device)
-    t_obs, models = fit_observed(R, D, wr, wd, configs, int(nulls.seed), _expected(nulls), device)
-    return assemble_result(t_obs, null_t, models, configs, int(nulls.seed), nulls.aggregation, mode)
+    t_obs, models = fit_observed(R, D, wr, None, configs, int(nulls.seed), _expected(nulls), device,
+                                 widths=widths, holdout=mode == "resample")
+    result = assemble_result(t_obs, null_t, models, configs, int(nulls.seed), nulls.aggregation, mode)
+    return _described(result, names, D)
+
+
+def _feature_names(reference_names: list[str] | None, data_names: list[str] | None) -> list[str] | None:
+    """The reference's feature names, checked as :meth:`SparKer.fit` checks them, before any toy."""
+    check_feature_names(reference_names, data_names, name="data")
+    if reference_names is not None and len(set(reference_names)) != len(reference_names):
+        dup = sorted({n for n in reference_names if reference_names.count(n) > 1})
+        raise ValueError(f"reference: duplicate feature names {dup}; every column needs its own name")
+    return reference_names
+
+
+#: rows of the data flagged at a time by :func:`_described` (bounded memory on large data)
+_FLAG_ROWS = 65536
+
+
+def _described(result: TestResult, names: list[str] | None, D) -> TestResult:
+    """The result with its model's feature names and the number of data points it flags.
+
+    The observed fits (:func:`~sparker.calibration.calibration.fit_observed`) are made on
+    arrays; the names are labels that do not change a fit, so they are set afterwards.
+    """
+    model = result.model
+    if names is not None:
+        model.feature_names_in_ = list(names)
+        model.kernels_ = rename_features(model.kernels_, list(names))
+    n_flagged = sum(int(np.count_nonzero(model.flag(D[lo:lo + _FLAG_ROWS])))
+                    for lo in range(0, D.shape[0], _FLAG_ROWS))
+    return replace(result, n_flagged=n_flagged)
 
 
 # pytest would otherwise collect this public name when a test module imports it

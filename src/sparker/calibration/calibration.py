@@ -12,20 +12,27 @@ from __future__ import annotations
 import logging
 import math
 import os
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .._version import __version__
 from .._validation import check_array, check_n_features, check_weights
+from .._warnings import SparKerWarning
 from ..config import NullConfig, TrainingConfig, validate_config
+from ..core.nulls import NullSpec, toy_weights
+from ..core.order import canonical_order
+from ..core.schedules import MIN_WIDTH
 from ..core.streaming import fingerprint
 from ..estimator import SparKer
 from ..io import read_archive, write_archive
 from ..results import TestResult
 from ..stats import AGGREGATIONS, aggregate, empirical_pvalue, fit_chi2, zscore
+from .toys import HOLDOUT_KEY, child_seed
 
-__all__ = ["Calibration", "CALIBRATION_FORMAT", "CALIBRATION_VERSION", "fit_observed", "assemble_result"]
+__all__ = ["Calibration", "CALIBRATION_FORMAT", "CALIBRATION_VERSION", "fit_observed", "assemble_result",
+           "unit_data_weight"]
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +72,14 @@ class Calibration:
     aggregation : str
         How several configurations are combined (``minp``, ``fisher``, ``meanp``).
     data_tolerance : float
-        With Poisson toys, samples whose (weighted) size lies within
-        ``data_tolerance * sqrt(N_0)`` of ``N_0`` are accepted.
+        With shape-only Poisson toys (no ``n_expected``), samples whose size
+        lies within ``data_tolerance * sqrt(N_0)`` of ``N_0`` are accepted.
     reference, reference_weight : ndarray or None
         The calibrated reference (kept in memory only; not saved) and its
         weights (saved).
+    sparker_version : str
+        The SparKer version that ran the toys (a calibration loaded from another
+        version warns: its null may differ from what this version computes).
     """
 
     null: np.ndarray
@@ -86,6 +96,7 @@ class Calibration:
     data_tolerance: float = _NULL.data_tolerance
     reference: np.ndarray | None = field(default=None, compare=False)
     reference_weight: np.ndarray | None = field(default=None, compare=False)
+    sparker_version: str = __version__
 
     def __repr__(self) -> str:
         return (f"Calibration(n_null={self.n_null}, n_data={self.n_data}, n_expected={self.n_expected}, "
@@ -101,25 +112,29 @@ class Calibration:
         """``N_0``: ``n_expected``, else ``n_data``."""
         return float(self.n_expected if self.n_expected is not None else self.n_data)
 
-    def accepts(self, n_rows: int, n_weighted: float | None = None) -> bool:
-        """Whether an inspected sample of this size matches the calibration.
+    def accepts(self, n_rows: int) -> bool:
+        """Whether an inspected sample of ``n_rows`` points matches the calibration.
 
-        Exact-count toys accept exactly ``n_data`` rows.  Poisson toys accept
-        a (weighted) count within ``data_tolerance`` standard deviations of
-        ``N_0``: ``|n - N_0| <= data_tolerance * sqrt(N_0)``.
+        Exact-count toys accept exactly ``n_data`` rows.  Poisson toys with
+        ``n_expected`` test the count itself (their counts are Poisson(``N_0``)
+        draws), so they accept any count: a count far from ``N_0`` is evidence,
+        not a mismatch.  Shape-only Poisson toys (no ``n_expected``) accept a
+        count within ``data_tolerance`` standard deviations of ``N_0``:
+        ``|n - N_0| <= data_tolerance * sqrt(N_0)``.
         """
         if not self.poisson:
             return int(n_rows) == self.n_data
-        n = float(n_rows if n_weighted is None else n_weighted)
-        return abs(n - self.n0) <= self.data_tolerance * math.sqrt(self.n0)
+        if self.n_expected is not None:
+            return True
+        return abs(float(n_rows) - self.n0) <= self.data_tolerance * math.sqrt(self.n0)
 
-    def _size_message(self, n_rows: int, n_weighted: float | None) -> str:
+    def _size_message(self, n_rows: int) -> str:
         if not self.poisson:
             return (f"data: has {n_rows} points but the calibration's toys have exactly "
                     f"{self.n_data}; calibrate for this size")
-        return (f"data: has {n_rows if n_weighted is None else n_weighted:g} (weighted) points, outside "
-                f"the {self.n0:g} +- {self.data_tolerance:g} * sqrt({self.n0:g}) the Poisson toys cover; "
-                "calibrate for this size")
+        return (f"data: has {n_rows} points, outside the {self.n0:g} +- {self.data_tolerance:g} * "
+                f"sqrt({self.n0:g}) the shape-only Poisson toys cover; calibrate for this size "
+                "(or with n_expected, to test the count as well)")
 
     def settings_dicts(self) -> list[dict]:
         """The training configurations as dicts, in order."""
@@ -138,6 +153,8 @@ class Calibration:
         reference_weight : array-like of shape (n_reference,), optional
             Default: the calibration's reference weights.
         data_weight : array-like of shape (n_data,), optional
+            Only all-ones weights are accepted: the toys' data are unweighted
+            (:func:`unit_data_weight`).
         device : str or torch.device, optional
 
         Returns
@@ -148,7 +165,8 @@ class Calibration:
         ------
         ValueError
             If the reference (or its weights) differs from the calibrated one,
-            or the data size is not covered (see :meth:`accepts`).
+            the data are weighted, or the data size is not covered (see
+            :meth:`accepts`).
         """
         if reference is None:
             if self.reference is None:
@@ -164,15 +182,15 @@ class Calibration:
                              "this calibration was made with")
         D, _, dev = check_array(data, name="data", min_samples=1, lean=True)
         check_n_features(R.shape[1], D.shape[1], name="data")
-        wd = check_weights(data_weight, D.shape[0], name="data_weight")
-        n_weighted = None if wd is None else float(wd.sum())
-        if not self.accepts(D.shape[0], n_weighted):
-            raise ValueError(self._size_message(D.shape[0], n_weighted))
-        return self._evaluate(R, wr, D, wd, device if device is not None else dev)
+        unit_data_weight(data_weight, D.shape[0])
+        if not self.accepts(D.shape[0]):
+            raise ValueError(self._size_message(D.shape[0]))
+        return self._evaluate(R, wr, D, device if device is not None else dev)
 
-    def _evaluate(self, R, wr, D, wd, device) -> TestResult:
-        """Observed fits and the result (no checks)."""
-        t_obs, models = fit_observed(R, D, wr, wd, self.configs, self.seed, self.n_expected, device)
+    def _evaluate(self, R, wr, D, device) -> TestResult:
+        """Observed fits, with the calibration's widths, and the result (no checks)."""
+        t_obs, models = fit_observed(R, D, wr, None, self.configs, self.seed, self.n_expected, device,
+                                     widths=self.widths, holdout=True)
         return assemble_result(t_obs, self.null, models, self.configs, self.seed, self.aggregation,
                                self.null_mode)
 
@@ -186,7 +204,7 @@ class Calibration:
         meta = {
             "format": CALIBRATION_FORMAT,
             "format_version": CALIBRATION_VERSION,
-            "sparker_version": __version__,
+            "sparker_version": self.sparker_version,
             "configs": self.settings_dicts(),
             "widths": [[list(p) for p in w] for w in self.widths],
             "fingerprint": self.fingerprint,
@@ -208,6 +226,12 @@ class Calibration:
     def load(cls, path) -> "Calibration":
         """Read a calibration written by :meth:`save` (executes nothing from the file).
 
+        Warns
+        -----
+        SparKerWarning
+            If another SparKer version made it: its null toys may differ from
+            what this version computes (and from its observed fits).
+
         Raises
         ------
         FileNotFoundError
@@ -219,6 +243,7 @@ class Calibration:
         path = os.fspath(path)
         arrays, meta = read_archive(path, kind="SparKer calibration", format_name=CALIBRATION_FORMAT,
                                     version=CALIBRATION_VERSION)
+        made_by = _check_version(path, meta.get("sparker_version"))
         try:
             configs = [TrainingConfig.from_dict(c) for c in meta["configs"]]
             for c in configs:
@@ -251,6 +276,7 @@ class Calibration:
                 poisson=bool(meta["poisson"]), null_mode="resample", seed=int(meta["seed"]),
                 aggregation=str(meta["aggregation"]), data_tolerance=float(meta["data_tolerance"]),
                 reference_weight=None if wr is None else np.asarray(wr, dtype=np.float64),
+                sparker_version=made_by,
             )
             if cal.n_data < 1 or cal.n_features < 1 or cal.seed < 0 or not cal.data_tolerance >= 0:
                 raise ValueError("n_data, n_features, seed or data_tolerance out of range")
@@ -263,15 +289,97 @@ class Calibration:
             raise ValueError(f"path: {path} is an incomplete or inconsistent calibration ({exc})") from None
 
 
+def _check_version(path: str, version) -> str:
+    """The version that made a calibration; warns when it is not this one."""
+    if version != __version__:
+        made_by = version if version is not None else "(unknown)"
+        warnings.warn(
+            f"path: {path} is a calibration made by SparKer {made_by} and this is SparKer {__version__}: "
+            "its null distribution may differ from the one this version computes, so its p-values "
+            "may be off; calibrate again with this version",
+            SparKerWarning, stacklevel=3)
+    return str(version)
+
+
 # ------------------------------------------------------------------ observed fits
-def fit_observed(R, D, wr, wd, configs, seed, n_expected, device):
+def unit_data_weight(data_weight, n_data: int) -> None:
+    """Refuse data weights in a calibrated test (all-ones weights are accepted).
+
+    Null toys take their data as unweighted rows, so a weighted observed sample
+    would be compared with the null of another statistic.
+
+    Raises
+    ------
+    ValueError
+        Naming ``data_weight``, for invalid weights or any weight other than 1.
+    """
+    wd = check_weights(data_weight, n_data, name="data_weight")
+    if wd is None or bool(np.all(wd == 1.0)):
+        return
+    raise ValueError(
+        f"data_weight: calibrated tests take unweighted data (got weights from {wd.min():g} to "
+        f"{wd.max():g}): the null toys' data are unweighted rows, so weighted data would be tested "
+        "against the wrong null; test the unweighted data, put the weights on the reference "
+        "(reference_weight) if they describe it, or use SparKer.fit ('sparker fit') for the "
+        "uncalibrated statistic")
+
+
+def with_widths(cfg: TrainingConfig, widths) -> TrainingConfig:
+    """``cfg`` with every layer's ``(sigma_start, sigma_end)`` set to ``widths``.
+
+    Widths below :data:`~sparker.core.schedules.MIN_WIDTH` (which a setting may
+    not hold) stay unset: the fit derives the same value from the same stream.
+    """
+    def pair(layer, w):
+        s0, s1 = (float(x) if x >= MIN_WIDTH else None for x in w)
+        return replace(layer, sigma_start=s0 if s0 is not None else layer.sigma_start,
+                       sigma_end=s1 if s1 is not None else layer.sigma_end)
+
+    if len(widths) != len(cfg.layer_configs()):
+        raise ValueError(f"widths: {len(widths)} layers of widths for {len(cfg.layer_configs())} layers")
+    if not cfg.layers:
+        return pair(cfg, widths[0])
+    return replace(cfg, layers=tuple(pair(layer, w) for layer, w in zip(cfg.layers, widths)))
+
+
+def observed_reference_weight(R, wr, n_data: int, n_expected, seed: int) -> np.ndarray:
+    """Reference weights of the observed fit against resample toys: (N_R,) float64.
+
+    A resample toy takes its ``k`` data rows out of the reference, so it is fitted
+    against ``N_R - k`` reference rows; an observation fitted against all ``N_R``
+    would see less reference noise than its toys, and its p-value would be
+    conservative (by a factor about ``(1 + N_D / N_R) / (1 + N_D / (N_R - N_D))``
+    in the scale of the null).  The observed fit therefore leaves out of its
+    reference the rows a toy with ``n_data`` data points would take (drawn with the
+    calibration's seed, independent of the data, the same way as the toys' draws:
+    uniformly, or by accept/reject on weighted rows), and weights the rest as a
+    toy does.  Observation and toys are then fitted on references of the same
+    size and law.
+    """
+    order = canonical_order([R], [wr])  # the draw does not depend on the reference's row order
+    spec = NullSpec("resample", R.shape[0], int(n_data), n_expected, False)
+    r, _ = toy_weights(spec, child_seed(seed, HOLDOUT_KEY), None if wr is None else wr[order])
+    out = np.empty(R.shape[0])
+    out[order] = r
+    return out
+
+
+def fit_observed(R, D, wr, wd, configs, seed, n_expected, device, widths=None, holdout: bool = False):
     """Fit every configuration on the observed samples.
 
-    ``SparKer.fit`` draws its widths from ``(seed, 0)`` on the standardised
-    reference, exactly as the toys' widths were drawn.
+    ``widths`` (per configuration, ``(sigma_start, sigma_end)`` of every layer)
+    are those of the toys: set explicitly, so that the observed fit and its null
+    use the same kernels whatever the fit would derive.  None lets
+    ``SparKer.fit`` derive them (from ``(seed, 0)``, as the toys did).  With
+    ``holdout`` (resample toys) the reference is weighted by
+    :func:`observed_reference_weight`.
     """
+    if holdout:
+        wr = observed_reference_weight(R, wr, D.shape[0], n_expected, seed)
     t, models = [], []
-    for cfg in configs:
+    for k, cfg in enumerate(configs):
+        if widths is not None:
+            cfg = with_widths(cfg, widths[k])
         params = cfg.to_dict()
         params["layers"] = params["layers"] or None
         model = SparKer(**params, n_expected=n_expected, seed=seed, device=device)

@@ -63,7 +63,8 @@ class Checkpoint:
     path : path or None
         The file; None keeps the toys in memory only.
     run_id : str
-        :func:`run_id` of the run; an existing file of another run is refused.
+        :func:`run_id` of the run; an existing file of another run, or written by
+        another SparKer version, is refused.
     shape : tuple of int
         ``(n_null, n_configs)``.
     """
@@ -97,6 +98,13 @@ class Checkpoint:
 
     def _load(self):
         meta, values, done = self.read(self.path)
+        if meta.get("sparker_version") != __version__:
+            raise ValueError(
+                f"checkpoint: {self.path} was written by SparKer {meta.get('sparker_version', '(unknown)')}, "
+                f"this is SparKer {__version__}; resuming would mix toys of two versions in one null "
+                "distribution: finish the run with that version, or delete the file (or choose another "
+                "path) to start afresh"
+            )
         if meta.get("run_id") != self.run_id:
             raise ValueError(
                 f"checkpoint: {self.path} belongs to a different run (other reference, data, "

@@ -26,12 +26,14 @@ from ..core.nulls import NullSpec, toy_weights
 from ..model.ensemble import fit_stack
 from .checkpoint import Checkpoint
 
-__all__ = ["REPLICA_BLOCK", "ToyProblem", "WIDTH_KEY", "TOY_KEY", "child_seed", "run_toys"]
+__all__ = ["HOLDOUT_KEY", "REPLICA_BLOCK", "ToyProblem", "WIDTH_KEY", "TOY_KEY", "child_seed", "run_toys"]
 
 log = logging.getLogger(__name__)
 
 #: spawn keys of the independent random streams of a run (widths as in SparKer.fit)
 WIDTH_KEY, TOY_KEY = 0, 2
+#: stream of the reference rows the observed fit leaves out against resample toys
+HOLDOUT_KEY = 4
 
 #: Toys ``[16 j, 16 (j + 1))`` are always trained together as the replicas of one
 #: batched run, whatever the chunk size or back end: the float32 products of a

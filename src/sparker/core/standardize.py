@@ -8,7 +8,13 @@ import numpy as np
 
 from .streaming import column_absmax, column_mean
 
-__all__ = ["Standardizer", "Z_MAX", "warn_clipped"]
+__all__ = ["STANDARDIZE_MODES", "Standardizer", "Z_MAX", "warn_clipped"]
+
+#: What the standardisation and the default widths of a fit are computed on.
+STANDARDIZE_MODES = {
+    "reference": "the reference sample (what resample toys and single fits use)",
+    "pooled": "the reference and data stacked, unweighted (label-free: what permutation toys need)",
+}
 
 log = logging.getLogger("sparker.estimator")
 

@@ -128,14 +128,18 @@ class StandardizedRows:
     X : array-like of shape (n_samples, n_features)
     standardizer : Standardizer
         Anything with ``transform_counted(X) -> (Z, n_clipped)``.
+    order : ndarray of shape (n_samples,), optional
+        Row ``i`` of the view is row ``order[i]`` of ``X`` (e.g. a canonical order
+        from :func:`sparker.core.order.canonical_order`); default: ``X``'s order.
     """
 
     ndim = 2
     dtype = np.dtype(np.float64)
 
-    def __init__(self, X, standardizer):
+    def __init__(self, X, standardizer, order: np.ndarray | None = None):
         self.X = X
         self.standardizer = standardizer
+        self.order = order
         self.shape = tuple(X.shape)
         self.n_clipped = 0
 
@@ -148,12 +152,17 @@ class StandardizedRows:
         return Z
 
     def __getitem__(self, index) -> np.ndarray:
-        return self._standardize(np.asarray(self.X[index], dtype=np.float64))
+        rows = index if self.order is None else self.order[index]
+        return self._standardize(np.asarray(self.X[rows], dtype=np.float64))
 
     def chunks(self, *, chunk_bytes: int | None = None):
         """Yield ``(lo, hi, Z)``: standardised float64 rows ``lo:hi``, shape (hi - lo, d)."""
         for lo, hi in row_chunks(self.shape[0], self.shape[1], chunk_bytes=chunk_bytes):
-            yield lo, hi, self._standardize(rows_float64(self.X, lo, hi))
+            if self.order is None:
+                rows = rows_float64(self.X, lo, hi)
+            else:
+                rows = np.asarray(self.X[self.order[lo:hi]], dtype=np.float64)
+            yield lo, hi, self._standardize(rows)
 
     def __array__(self, dtype=None, copy=None):
         Z = np.empty(self.shape, dtype=np.float64)

@@ -110,7 +110,10 @@ def reseed_scores(Xa, chunks, centres, amps, sigma, r, dw, off, comp, cand_idx, 
 
 
 def candidate_rows(data_weight: torch.Tensor, n_cand: int) -> torch.Tensor:
-    """Up to ``n_cand`` data rows per replica, evenly strided (deterministic).
+    """Up to ``n_cand`` data rows per replica, evenly strided in pool order (deterministic).
+
+    The pool is in canonical order (:mod:`sparker.core.order`), so the choice does not
+    depend on the input's row order.
 
     Returns a long tensor of shape (B, n_cand) of pool row indices.
     """
@@ -153,8 +156,46 @@ def reseed_kernels(Xa, chunks, centres, amps, sigma, r, dw, off, comp, opt, cand
         others = torch.cat([centres[b, :i], centres[b, i + 1:]])
         if len(others) and float(((others - y) ** 2).sum(1).min()) < sigma * sigma:
             continue
-        centres[b, i] = y
-        amps[b, i] = 0.0
-        opt.reset((b, i))
+        _move(centres, amps, opt, b, i, y)
         moved[b] = 1
+    moved += _revive_dead(Xa, centres, amps, opt, kg, cg, cand_idx, sigma)
+    return moved
+
+
+#: A kernel whose removal changes its replica's loss by less than this (loss units) does nothing.
+DEAD_GAIN = 1e-3
+
+
+def _move(centres, amps, opt, b: int, i: int, y: torch.Tensor) -> None:
+    """Kernel (b, i) restarts at ``y`` with amplitude 0 and fresh Adam state."""
+    centres[b, i] = y
+    amps[b, i] = 0.0
+    opt.reset((b, i))
+
+
+def _revive_dead(Xa, centres, amps, opt, kg, cg, cand_idx, sigma: float) -> np.ndarray:
+    """Move every kernel that does nothing (gain below :data:`DEAD_GAIN`) onto a data point.
+
+    A kernel left where the data are not (a broad kernel that modelled a global trend,
+    stranded when the width shrank) has no gradient and would stay there, taking no
+    part in the fit.  Each such kernel goes to the best remaining candidate (largest
+    unexplained excess or deficit) at least ``sigma`` from every other centre, with
+    amplitude 0: the loss does not change, and the kernel is back inside the data's
+    support where it can follow a real excess.  Returns the number of kernels moved
+    per replica, (B,).
+    """
+    B, M, _ = centres.shape
+    moved = np.zeros(B, dtype=np.int64)
+    dead = kg.abs() < DEAD_GAIN  # (B, M)
+    for b in torch.nonzero(dead.any(1)).flatten().tolist():
+        ranked = torch.argsort(cg[b], descending=True, stable=True).tolist()
+        Y = Xa[cand_idx[b], :-2].to(torch.float64)  # (n_cand, d)
+        for i in torch.nonzero(dead[b]).flatten().tolist():
+            while ranked:
+                y = Y[ranked.pop(0)]
+                others = torch.cat([centres[b, :i], centres[b, i + 1:]])
+                if not len(others) or float(((others - y) ** 2).sum(1).min()) >= sigma * sigma:
+                    _move(centres, amps, opt, b, i, y)
+                    moved[b] += 1
+                    break
     return moved
