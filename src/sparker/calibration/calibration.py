@@ -149,7 +149,9 @@ class Calibration:
         data : array-like of shape (n_data, n_features)
         reference : array-like of shape (n_reference, n_features), optional
             The calibrated reference; needed after :meth:`load` (its
-            fingerprint is checked).
+            fingerprint is checked).  The data come first here, unlike
+            ``sparker.test(reference, data)``: pass it by keyword,
+            ``cal.test(data, reference=ref)``.
         reference_weight : array-like of shape (n_reference,), optional
             Default: the calibration's reference weights.
         data_weight : array-like of shape (n_data,), optional
