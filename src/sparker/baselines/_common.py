@@ -36,7 +36,7 @@ import torch
 
 from .._validation import check_array, check_device, check_int, check_n_features, check_seed, check_weights
 from ..core.nulls import NullSpec, check_resample_weights, resolve_null_mode, toy_weights
-from ..core.order import canonical_order
+from ..core.pool import pooled_sample
 from ..core.standardize import Standardizer
 from ..core.weights import reference_weights
 from ..results import TestResult
@@ -176,22 +176,10 @@ def prepare(
                          "use null='resample' with reference_weight")
     spec = NullSpec(mode, R.shape[0], D.shape[0])
     check_resample_weights(spec, wr)
-    std, order = label_free_standardizer(R, D) if mode == "permutation" else (Standardizer.fit(R), None)
+    std, _, order = pooled_sample(R, D) if mode == "permutation" else (Standardizer.fit(R), None, None)
     w = reference_weights(R.shape[0], float(D.shape[0]), wr, None, normalize=True)
     return TwoSample(std.transform(R), std.transform(D), w, wr, mode, spec, seed, std,
                      check_device(device, dev_r, dev_d), order)
-
-
-def label_free_standardizer(R: np.ndarray, D: np.ndarray) -> tuple[Standardizer, np.ndarray]:
-    """Standardisation of the pooled sample and the pool's order, both label-free.
-
-    Returns the :class:`Standardizer` fitted (unweighted) on the rows of ``R`` and
-    ``D`` stacked in :func:`~sparker.core.order.canonical_order`, and that order:
-    both depend on the pooled rows as a set of points, not on which of them are
-    called data nor on their input order.
-    """
-    order = canonical_order([R, D])
-    return Standardizer.fit(np.concatenate([R, D])[order]), order
 
 
 # ------------------------------------------------------------------ results

@@ -14,7 +14,7 @@ from .order import canonical_order
 from .standardize import Standardizer, warn_clipped
 from .streaming import StandardizedRows, standardized_pool
 
-__all__ = ["preprocessing", "weighted_pool"]
+__all__ = ["pooled_sample", "preprocessing", "weighted_pool"]
 
 
 def preprocessing(R, D, reference_weight, standardize: str):
@@ -31,11 +31,24 @@ def preprocessing(R, D, reference_weight, standardize: str):
     (Standardizer, StandardizedRows)
     """
     if standardize == "pooled":
-        P = np.concatenate([np.asarray(R, dtype=np.float64), np.asarray(D, dtype=np.float64)])  # (N_R+N_D, d)
-        std = Standardizer.fit(P)
-        return std, StandardizedRows(P, std, order=canonical_order([P]))
+        std, P, order = pooled_sample(R, D)
+        return std, StandardizedRows(P, std, order=order)
     std = Standardizer.fit(R)
     return std, StandardizedRows(R, std, order=canonical_order([R], [reference_weight]))
+
+
+def pooled_sample(R, D) -> tuple[Standardizer, np.ndarray, np.ndarray]:
+    """The label-free standardisation of ``R`` and ``D`` stacked, the stack and its order.
+
+    Returns the :class:`Standardizer` fitted (unweighted) on the rows of ``R`` and ``D``
+    stacked in :func:`~sparker.core.order.canonical_order`, the stack ``P`` (float64,
+    shape (N_R + N_D, d), in input order) and that order: the standardisation and
+    ``P[order]`` depend on the pooled rows as a set of points, not on which of them are
+    called data nor on their input order (what permutation toys need).
+    """
+    P = np.concatenate([np.asarray(R, dtype=np.float64), np.asarray(D, dtype=np.float64)])  # (N_R+N_D, d)
+    order = canonical_order([P])
+    return Standardizer.fit(P[order]), P, order
 
 
 def weighted_pool(Rs: StandardizedRows, Ds: StandardizedRows, w: np.ndarray, wd: np.ndarray, device,
