@@ -1,4 +1,4 @@
-"""The README's power table: ``sparker bench power`` on several scenarios, one Markdown table.
+"""The power table of docs/measurements.md: ``sparker bench power`` on several scenarios, one Markdown table.
 
 Each scenario's study is written to ``OUT/<scenario>/`` (power.json, power.csv,
 power.png) as soon as it finishes, and a study already there is read back

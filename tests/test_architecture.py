@@ -11,12 +11,12 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "sparker"
 
 #: layer of every top-level part; a module may import only from its own or lower layers
 LAYERS = {
-    "_version": 0, "_warnings": 0, "_validation": 0, "io": 0, "results": 0, "config": 1,
+    "_version": 0, "_warnings": 0, "_validation": 0, "_sklearn": 0, "io": 0, "results": 1, "config": 1,
     "core": 1, "stats": 1,
     "model": 2,
     "estimator": 3, "interpret": 3, "_persist": 3,
     "calibration": 4, "baselines": 4,
-    "methods": 5,
+    "methods": 5, "monitor": 5,
     "app": 6, "scenarios": 1, "__main__": 7,
 }
 #: parts that must not import from one another although one layer may be above the other

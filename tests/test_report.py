@@ -180,7 +180,7 @@ def test_cli_test_out_writes_report_result_and_model(npy_files, tmp_path, capsys
     ref, data = npy_files
     out = tmp_path / "run"
     assert main(["test", "--reference", str(ref), "--data", str(data), *QUICK, "--out", str(out)]) == 0
-    assert capsys.readouterr().out == ""
+    assert f"report: {out / 'report.html'}" in capsys.readouterr().out.splitlines()  # the verdict, not JSON
     pngs = check_self_contained((out / "report.html").read_text())
     assert len(pngs) == 4 and all(len(decodes(p)) == 3 for p in pngs)
     content = json.loads((out / "result.json").read_text())
@@ -205,15 +205,15 @@ def test_cli_demo_writes_report_and_prints_where(tmp_path, monkeypatch, capsys):
     small = functools.partial(scenarios.make, n_reference=2000, n_background=200, n_per_clump=10)
     monkeypatch.setattr(demo, "make", small)
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out)]) == 0
+    assert main(["demo", "--out", str(out), "--n-null", "3"]) == 0
     printed = capsys.readouterr().out
     assert f"report: {out / 'report.html'}" in printed
     assert "local Z" in printed and "active kernels" in printed
     pngs = check_self_contained((out / "report.html").read_text())
-    assert len(pngs) == 3  # no null toys in the demo: 2-D view, marginals, training
+    assert len(pngs) == 4  # null distribution, 2-D view, marginals, training
     content = json.loads((out / "result.json").read_text())
-    assert content["verdict"]["calibrated"] is False
+    assert content["verdict"]["calibrated"] is True and content["n_null"] == 3
     assert content["truth"]["n_active"] == sum(k["active"] for k in content["kernels"])
     assert content["scenario"] == "square2d" and content["provenance"]["seed"] == 0
-    assert main(["demo", "--out", str(out)]) == 2  # refuses to overwrite without --force
+    assert main(["demo", "--out", str(out), "--n-null", "3"]) == 2  # refuses to overwrite without --force
     assert "already exists" in capsys.readouterr().err

@@ -488,3 +488,35 @@ def test_power_errors_name_arguments(call, match):
 def test_power_rejects_wrong_fit_type():
     with pytest.raises(TypeError, match="fit"):
         power_at_z([1.0, 2.0, 3.0], [1.0], fit={"dof": 3})
+
+
+def test_aggregated_pvalue_reaches_the_resolution_despite_ties():
+    """With K configurations min-p ties at the top among toys; the tie-break still lets the
+    observation reach 1/(B+1) when it is the most extreme in every configuration."""
+    rng = np.random.default_rng(0)
+    null = rng.standard_normal((19, 3))
+    # far above every toy in configuration 0, in the middle of the others: its min-p (1/20)
+    # ties with the toys that are the largest of configurations 1 and 2
+    t_obs = np.array([null[:, 0].max() + 5.0, np.median(null[:, 1]), np.median(null[:, 2])])
+    res = aggregate(t_obs, null, method="minp")
+    assert res.per_config_pvalues[0] == pytest.approx(1 / 20)
+    assert res.pvalue == pytest.approx(1 / 20)
+    t_all = null.max(0) + 1.0  # above every toy everywhere: the smallest p for every rule
+    for method in ("minp", "fisher", "meanp"):
+        assert aggregate(t_all, null, method=method).pvalue == pytest.approx(1 / 20)
+
+
+def test_aggregated_pvalue_is_exact_under_exchangeability():
+    """Exchangeable pools (correlated configurations): rejection rate at 0.05 with B = 19
+    is 0.05 up to binomial noise, for every rule (exactly 1/20 per level by symmetry)."""
+    rng = np.random.default_rng(1)
+    n_rep, B, K = 4000, 19, 3
+    for method in ("minp", "fisher"):
+        p = []
+        for _ in range(n_rep):
+            common = rng.standard_normal((B + 1, 1))
+            pool = common + 0.5 * rng.standard_normal((B + 1, K))
+            p.append(aggregate(pool[0], pool[1:], method=method).pvalue)
+        rate = np.mean(np.asarray(p) <= 0.05)
+        # Binomial(4000, 0.05): sd 0.0034; 4 sd
+        assert abs(rate - 0.05) < 0.014, (method, rate)

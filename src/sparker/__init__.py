@@ -12,10 +12,11 @@ from ._warnings import ConvergenceWarning, SparKerWarning
 from .calibration import Calibration, calibrate, test
 from .config import LayerConfig, NullConfig, RunConfig, TrainingConfig
 from .estimator import SparKer
+from .monitor import Monitor
 from .results import TestResult
 
 __all__ = [
     "SparKer", "TrainingConfig", "LayerConfig", "NullConfig", "RunConfig", "scenarios", "baselines",
     "test", "calibrate", "Calibration", "TestResult", "SparKerWarning", "ConvergenceWarning",
-    "__version__",
+    "Monitor", "__version__",
 ]

@@ -38,6 +38,7 @@ import torch
 from sklearn.base import BaseEstimator
 
 from ._persist import FORMAT_VERSION, load_model, save_model
+from ._sklearn import like_input, refuse_pipeline_use
 from ._validation import (
     check_array, check_device, check_feature_names, check_n_features, check_seed, check_weights, is_real,
 )
@@ -277,8 +278,9 @@ class SparKer(BaseEstimator):
         Standardised values beyond ``Z_MAX`` reference standard deviations are
         clipped (with a warning), and widths below ``MIN_WIDTH`` are raised to it,
         so that float32 training stays finite; ``converged_`` is False (with a
-        warning) when the loss had not settled.
+        warning) when the loss had not settled.  Refused after transformers in a Pipeline.
         """
+        refuse_pipeline_use(self)
         cfg = self.training_config()
         R, D, names, wr, wd, device = _check_fit_inputs(reference, data, reference_weight, data_weight, cfg,
                                                         self.n_expected, self.seed, self.device)
@@ -345,9 +347,11 @@ class SparKer(BaseEstimator):
         Z = torch.as_tensor(self._standardised(X), dtype=torch.float64)  # (n, d)
         return self.stack_.log_ratio(Z).numpy()
 
-    def score_samples(self, X) -> np.ndarray:
-        """Anomaly score ``f(x)``; **higher = more anomalous** (unlike scikit-learn's detectors)."""
-        return self.log_ratio(X)
+    def score_samples(self, X):
+        """Anomaly score ``f(x)``; **higher = more anomalous** (unlike scikit-learn's detectors).
+
+        A Series named ``score`` with the index of ``X`` when ``X`` is a DataFrame."""
+        return like_input(self.log_ratio(X), X)
 
     # ---------------------------------------------------------------- summary
     def kernels_frame(self, *, min_zscore: float | None = None, amplitude_fraction: float | None = None):

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._validation import check_fraction
 from ._version import __version__
+from .stats.pvalues import toys_needed, zscore
 
-__all__ = ["TestResult", "top_point_records", "TOP_K"]
+__all__ = ["TestResult", "top_point_records", "TOP_K", "CHI2_MIN_TOYS", "CHI2_MIN_KS_PVALUE", "TARGET_Z"]
 
 #: How many of the most anomalous data points :meth:`TestResult.to_dict` lists.
 TOP_K = 10
+#: Fewest null toys with which the verdict quotes the chi-square extrapolation of the null.
+CHI2_MIN_TOYS = 100
+#: Smallest KS p-value of the chi-square fit with which the verdict quotes its extrapolation.
+CHI2_MIN_KS_PVALUE = 0.05
+#: Significances whose toy count the verdict gives when the p-value sits at its resolution:
+#: the first one above the resolution's Z (:func:`sparker.stats.toys_needed`).
+TARGET_Z = (3.0, 5.0)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -80,8 +90,32 @@ class TestResult:
                 f"pvalue={self.pvalue:.4g}, zscore={self.zscore:.3g}, n_null={self.n_null}, "
                 f"null_mode={self.null_mode!r})")
 
+    @property
+    def asymptotic_zscore(self) -> float | None:
+        """Z of the chi-square fit of the null, when it can be trusted; else None.
+
+        Trusted with at least :data:`CHI2_MIN_TOYS` toys and a KS p-value of the fit of
+        at least :data:`CHI2_MIN_KS_PVALUE`.
+        """
+        chi2 = self.chi2 or {}
+        z, ks = chi2.get("zscore"), chi2.get("ks_pvalue")
+        if z is None or ks is None or not math.isfinite(z):
+            return None
+        return float(z) if self.n_null >= CHI2_MIN_TOYS and ks >= CHI2_MIN_KS_PVALUE else None
+
     def verdict(self, alpha: float = 0.05) -> dict:
-        """Plain-language verdict at level ``alpha``: ``calibrated``, ``significant``, ``alpha``, ``text``."""
+        """Plain-language verdict at level ``alpha``: the one source of the command line's and report's.
+
+        Returns
+        -------
+        dict
+            ``calibrated`` (True), ``significant``, ``alpha``, ``summary`` (one line:
+            t, p with its resolution ``1/(n_null+1)``, Z, the toys, whether the loss
+            settled), ``asymptotic_zscore`` (see :attr:`asymptotic_zscore`) and ``text``.
+            At the resolution, ``text`` says how many toys a Z of :data:`TARGET_Z` needs,
+            and quotes the chi-square extrapolation only when it can be trusted.
+        """
+        alpha = check_fraction(alpha, name="alpha", open_interval=True)
         p, z, n_null = float(self.pvalue), float(self.zscore), int(self.n_null)
         significant = p <= alpha
         if significant:
@@ -90,17 +124,37 @@ class TestResult:
             text = (f"No significant difference at alpha = {alpha:g}: p = {p:.3g} (Z = {z:.2f}), "
                     f"from {n_null} null toys.")
         if p <= self.resolution + 1e-15:
-            text += f" This is the smallest p-value {n_null} toys can give (resolution 1/(B+1))"
-            chi2 = self.chi2
-            if chi2 and chi2.get("zscore") is not None and np.isfinite(chi2["zscore"]):
-                text += f"; the chi-square fit of the null extrapolates to Z = {chi2['zscore']:.2f}"
-                if chi2.get("poor_fit"):
-                    text += " (but the fit is poor)"
-            text += "."
+            text += " " + self._resolution_text()
         if self.resolution > alpha:
             text += (f" With {n_null} toys the p-value cannot go below {self.resolution:.3g} > alpha; "
-                     "run more toys.")
-        return {"calibrated": True, "significant": bool(significant), "alpha": alpha, "text": text}
+                     f"run more toys (at least {toys_needed(float(zscore(alpha)))} for alpha = {alpha:g}).")
+        if not self.converged:
+            text += (" Loss not settled: the observed fit had not converged at the end of training; "
+                     "consider more epochs.")
+        loss = "" if self.converged and self.model is None else \
+            f"; loss {'settled' if self.converged else 'not settled'}"
+        summary = (f"t = {float(self.statistic):.4g}, p = {p:.3g} (resolution 1/({n_null}+1) = "
+                   f"{self.resolution:.3g}), Z = {z:.2f}, {n_null} null toys ({self.null_mode}){loss}")
+        return {"calibrated": True, "significant": bool(significant), "alpha": alpha, "summary": summary,
+                "asymptotic_zscore": self.asymptotic_zscore, "text": text}
+
+    def _resolution_text(self) -> str:
+        """What a p-value at its resolution means: the toys a larger Z needs, the trusted extrapolation."""
+        n_null, res = int(self.n_null), self.resolution
+        text = f"p = {res:.3g} is the smallest p-value {n_null} toys can give"
+        target = next((t for t in TARGET_Z if t > float(zscore(res))), None)
+        if target is not None:
+            text += f"; a Z of {target:g} needs about {_count_text(toys_needed(target))} toys"
+        text += "."
+        chi2, z_asym = self.chi2 or {}, self.asymptotic_zscore
+        if z_asym is not None:
+            text += (f" The chi-square fit of the null (KS p = {chi2['ks_pvalue']:.2g}) extrapolates to "
+                     f"Z = {z_asym:.2f}.")
+        elif chi2.get("zscore") is not None and math.isfinite(chi2["zscore"]):
+            text += (f" The chi-square extrapolation is not quoted: it needs at least {CHI2_MIN_TOYS} toys "
+                     f"and a fit with KS p >= {CHI2_MIN_KS_PVALUE:g} (here {n_null} toys, "
+                     f"KS p = {chi2.get('ks_pvalue', float('nan')):.2g}).")
+        return text
 
     def to_dict(self) -> dict:
         """JSON-serialisable summary: the one source of ``sparker test``'s JSON.
@@ -137,6 +191,17 @@ class TestResult:
         if sparker_model:
             out["kernels"] = self.model.kernels_
         return out
+
+
+def _count_text(n: int) -> str:
+    """A toy count for a sentence: exact below 10,000, else 3 significant digits or millions."""
+    if n < 10_000:
+        return f"{n:,}"
+    if n < 1_000_000:
+        return f"{round(n, 3 - len(str(n))):,}"
+    if n < 1_000_000_000:
+        return f"{n / 1e6:.2g} million"
+    return f"{n:.2g}"
 
 
 def _stored_top_points(model) -> list[dict]:

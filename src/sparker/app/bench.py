@@ -81,6 +81,12 @@ SIGNAL_PARAMETERS: dict[str, Callable[[float, dict], dict]] = {
     "shuttle_intrusion": lambda f, p: {"eps": f},
     "genval": lambda f, p: {"fraction": f},
     "text_novelty": lambda f, p: {"eps": f},
+    "perturbed_uniform": lambda f, p: {"scale": f},
+    "expo1d_h1": lambda f, p: {"n_signal": int(round(f * p.get("n_background", 2_000)))},
+    "expo1d_h2": lambda f, p: {"n_signal": int(round(f * p.get("n_background", 2_000)))},
+    "expo1d_h3": lambda f, p: {"n_signal": int(round(f * p.get("n_background", 2_000)))},
+    "expo1d_h4": lambda f, p: {"deficit": f},
+    "fashion_mnist": lambda f, p: {"fraction": f},
 }
 
 #: small sizes for the power study on a 2-core machine (the generators' defaults are larger)
@@ -92,6 +98,12 @@ CI_SIZES: dict[str, dict] = {
     "shuttle_intrusion": {"n_reference": 10_000, "n_data": 1_000},
     "genval": {"n_data": 1_000},
     "text_novelty": {"n_reference": 1_000, "n_data": 300},
+    "perturbed_uniform": {"n_reference": 500, "n_data": 500},  # the published sizes
+    "expo1d_h1": {"n_reference": 20_000, "n_background": 2_000},
+    "expo1d_h2": {"n_reference": 20_000, "n_background": 2_000},
+    "expo1d_h3": {"n_reference": 20_000, "n_background": 2_000},
+    "expo1d_h4": {"n_reference": 20_000, "n_background": 2_000},
+    "fashion_mnist": {"n_reference": 2_000, "n_data": 500, "pca": 32},
 }
 
 

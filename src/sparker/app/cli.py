@@ -51,7 +51,7 @@ from collections.abc import Callable
 
 from .._version import __version__
 from .._warnings import SparKerWarning
-from . import commands, demo
+from . import commands, demo, monitor_cmd
 from .flags import training_flags
 
 __all__ = ["main", "build_parser", "COMMANDS", "training_flags"]
@@ -85,6 +85,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None],
     "test": (commands.TEST_HELP, commands.add_test, commands.run_test),
     "calibrate": (commands.CALIBRATE_HELP, commands.add_calibrate, commands.run_calibrate),
     "bench": (commands.BENCH_HELP, commands.add_bench, commands.run_bench),
+    "monitor": (monitor_cmd.HELP, monitor_cmd.add_arguments, monitor_cmd.run),
 }
 
 

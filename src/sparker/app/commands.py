@@ -5,14 +5,22 @@ with a one-line ``<NAME>_HELP``, registered in :data:`sparker.app.cli.COMMANDS`.
 ``sparker test --method NAME`` runs any method of :data:`sparker.methods.METHODS`
 (SparKer by default); what a method accepts from the command line is read from
 its registry entry.
+
+``fit`` and ``test`` always end with a short verdict (the statistic; for ``test`` also
+p, Z, the p-value resolution ``1/(n_null+1)`` and whether the loss settled: the
+``summary`` and ``text`` of :meth:`sparker.TestResult.verdict`) and where the files
+went: on stdout when the result goes to ``--out``, on stderr when stdout carries the
+JSON, so that it stays parseable.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import sys
 import time
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -28,6 +36,7 @@ from ..core.backends import BACKENDS
 from ..estimator import SparKer
 from ..io import write_json
 from ..methods import METHODS, Method
+from ..model.ensemble import epoch_progress
 from ..results import TestResult
 from .files import (
     WEIGHTS, add_input_flags, print_json, read_inputs, refuse_existing, report_files,
@@ -71,7 +80,34 @@ def add_fit(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--normalize-reference", action=argparse.BooleanOptionalAction, default=True,
                        help="rescale --reference-weight to sum to N_0 (default: yes)")
     model.add_argument("--device", help="torch device to train on (default: cpu)")
+    model.add_argument("--progress", action=argparse.BooleanOptionalAction,
+                       help="progress bar over the epochs on stderr (default: when stderr is a terminal)")
     add_training_flags(parser)
+
+
+@contextlib.contextmanager
+def _epoch_bar(enabled: bool):
+    """A tqdm bar over the epochs of the fits run inside the block (nothing if disabled or no tqdm)."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # progress bars are optional
+        enabled = False
+    if not enabled:
+        yield
+        return
+    bar = tqdm(desc="epochs", unit="epoch", total=0)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        if done == total or done % 10 == 0:
+            bar.refresh()
+
+    try:
+        with epoch_progress(update):
+            yield
+    finally:
+        bar.close()
 
 
 def run_fit(args: argparse.Namespace) -> int:
@@ -82,8 +118,9 @@ def run_fit(args: argparse.Namespace) -> int:
     model = SparKer(seed=args.seed, n_expected=args.n_expected, device=args.device, **settings)
     log.info("fitting %s to %s, settings %s", args.reference, args.data, settings or "default")
     start = time.perf_counter()
-    model.fit(arrays["reference"], arrays["data"], reference_weight=arrays["reference_weight"],
-              data_weight=arrays["data_weight"], normalize_reference=args.normalize_reference)
+    with _epoch_bar(tty_default(args.progress)):
+        model.fit(arrays["reference"], arrays["data"], reference_weight=arrays["reference_weight"],
+                  data_weight=arrays["data_weight"], normalize_reference=args.normalize_reference)
     log.info("fitted in %.1f s, t = %.4g", time.perf_counter() - start, model.statistic_)
 
     result = model.to_dict()
@@ -97,7 +134,21 @@ def run_fit(args: argparse.Namespace) -> int:
     else:
         write_json(args.out, result, overwrite=args.force)
         log.info("wrote %s", args.out)
+    from .report import fit_verdict
+
+    verdict = fit_verdict(model)
+    written = [os.fspath(path) for path in (args.out, args.model) if path is not None]
+    _say([verdict["summary"], *(["wrote " + ", ".join(written)] if written else [])],
+         json_out=args.out is None)
     return 0
+
+
+def _say(lines: list[str], *, json_out: bool) -> None:
+    """The closing lines of a command: on stdout, or on stderr when stdout carries the JSON."""
+    stream = sys.stderr if json_out else sys.stdout
+    for line in lines:
+        print(line, file=stream)
+    stream.flush()
 
 
 # ------------------------------------------------------------- test, calibrate
@@ -194,6 +245,7 @@ def _run_method(method: Method, args: argparse.Namespace, arrays: dict, inputs: 
     log.info("testing %s against %s%s", args.data, args.reference, how)
     weights = {name: arrays[name] for name in WEIGHTS if name in method.options}
     tty = {name: value for name, value in tty_options(args).items() if name in method.options}
+    # with a progress bar, toys run in tasks of one block (calibration.toys.task_size)
     return method.test(arrays["reference"], arrays["data"], **weights, **tty, **options, **settings)
 
 
@@ -210,19 +262,25 @@ def run_test(args: argparse.Namespace) -> int:
 
     output = result.to_dict()
     output.update({"inputs": inputs, "seconds": seconds, "sparker_version": __version__})
+    verdict = output["verdict"]
     if files is None:
         print_json(output)
+        _say([verdict["summary"], verdict["text"]], json_out=True)
         return 0
     from .report import write_report
 
-    _, model_path, report_path = files
+    result_path, model_path, report_path = files
     extra = {key: output[key] for key in ("inputs", "seconds", "sparker_version")}
     write_report(args.out, result, reference=arrays["reference"], data=arrays["data"],
                  reference_weight=arrays["reference_weight"], extra=extra, overwrite=args.force,
                  title=f"SparKer test: {args.data.name} against {args.reference.name}")
+    written = [result_path]
     if result.model is not None:
         result.model.save(model_path, overwrite=args.force)
+        written.append(model_path)
     log.info("wrote %s; report: %s", args.out, report_path)
+    _say([verdict["summary"], verdict["text"], f"report: {report_path}",
+          "wrote " + ", ".join(map(os.fspath, written))], json_out=False)
     return 0
 
 
@@ -250,8 +308,9 @@ def run_calibrate(args: argparse.Namespace) -> int:
     log.info("calibrating %s for %d data points, settings %s", args.reference, args.n_data,
              settings or "default")
     start = time.perf_counter()
+    tty = tty_options(args)
     cal = calibrate_reference(arrays["reference"], args.n_data, reference_weight=arrays["reference_weight"],
-                              **tty_options(args), **given_options(args), **settings)
+                              **tty, **given_options(args), **settings)
     seconds = time.perf_counter() - start
     cal.save(args.out, overwrite=args.force)
     log.info("calibrated in %.1f s; wrote %s", seconds, args.out)

@@ -12,13 +12,18 @@ itself; elsewhere call ``fig.savefig(path)``.
 - :func:`plot_view2d`: data, reference, kernel centres and their trajectories during
   annealing, in the two features (``d = 2``) or the first two principal components of
   the standardised reference (``d > 2``, scikit-learn PCA).
-- :func:`plot_marginals`: per-feature marginals of the data against the reference
-  weighted by ``w`` and by ``w exp(f)``, with ratio panels, for the features that matter
-  most to each active kernel (:func:`sparker.interpret.marginal_relevance`).
+- :func:`plot_marginals`: for each active kernel, per-feature marginals over its region
+  only (the data and reference points it owns), the data against the region's
+  reference weighted by ``w`` and by ``w exp(f)``, with ratio panels clipped to
+  ``[0, RATIO_MAX]``, for the features that matter most to the kernel
+  (:func:`sparker.interpret.marginal_relevance`); :func:`marginal_panels` gives the
+  histograms it draws.
 - :func:`plot_training`: width schedule and loss against epoch.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,7 +31,8 @@ from .._validation import check_array, check_feature_names, check_n_features
 from ..core.weights import reference_weights
 from ..interpret import marginal_relevance
 
-__all__ = ["plot_marginals", "plot_null_distribution", "plot_training", "plot_view2d"]
+__all__ = ["MIN_BINS", "MarginalPanel", "RATIO_MAX", "checked_true_centres", "marginal_panels",
+           "plot_marginals", "plot_null_distribution", "plot_training", "plot_view2d"]
 
 #: Colours of the kernels, cycled by kernel index.
 _COLOURS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
@@ -157,14 +163,16 @@ def _trajectory_segments(path: np.ndarray, sigmas_view: np.ndarray) -> np.ndarra
 
 
 def plot_view2d(model, reference, data, *, ax=None, max_points: int = 4000, trajectories: bool = True,
-                seed: int = 0):
+                seed: int = 0, true_centres=None):
     """Data, reference, kernel centres and their trajectories in two dimensions.
 
     With two features they are the axes; with more, the first two principal components
     of the standardised reference (PCA fitted on at most 5,000 reference points).
     Active kernels are drawn as coloured stars with their width (one sigma) and their
     path during annealing (solid; dotted where re-seeding made them jump); inactive
-    kernels as grey crosses.  Flagged data points (:meth:`sparker.SparKer.flag`) are highlighted.
+    kernels as grey crosses.  Flagged data points (:meth:`sparker.SparKer.flag`) are highlighted;
+    known anomaly positions, when given, are hollow black diamonds ("true clump").  The
+    legend sits beside the axes, off the data.
 
     Parameters
     ----------
@@ -177,6 +185,9 @@ def plot_view2d(model, reference, data, *, ax=None, max_points: int = 4000, traj
     trajectories : bool, default=True
     seed : int, default=0
         Seed of the subsamples and the PCA.
+    true_centres : array-like of shape (n_true, n_features), optional
+        Known centres of planted anomalies (a scenario's ``truth["centres"]``), in
+        original units.
 
     Returns
     -------
@@ -186,18 +197,32 @@ def plot_view2d(model, reference, data, *, ax=None, max_points: int = 4000, traj
     if model.n_features_in_ < 2:
         raise ValueError("model: the 2-D view needs at least 2 features; see plot_marginals")
     R, D = _samples(model, reference, data)
+    truth = None if true_centres is None else checked_true_centres(model, true_centres)
     rng = np.random.default_rng(seed)
     project, labels, is_pca = _projection(model, R, seed)
-    fig, ax = _axes(ax, (6.0, 5.6))
+    fig, ax = _axes(ax, (7.6, 5.2))
     _draw_samples(ax, model, R, D, project, max_points, rng)
     if trajectories:
         _draw_paths(ax, model, project, is_pca)
     _draw_kernels(ax, model, project, is_pca)
+    if truth is not None:
+        t = project(truth)  # (n_true, 2)
+        ax.scatter(t[:, 0], t[:, 1], marker="D", s=260, facecolors="none", edgecolors="black", lw=1.2,
+                   zorder=6, label="true clump")
     ax.set_xlabel(labels[0])
     ax.set_ylabel(labels[1])
     ax.set_title("kernels and their paths during annealing")
-    ax.legend(fontsize="x-small", loc="best", markerscale=0.8)
+    ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+              markerscale=0.8, frameon=False)  # beside the axes, off the data
     return fig
+
+
+def checked_true_centres(model, true_centres) -> np.ndarray:
+    """Known anomaly centres as a float64 array of shape (n_true, n_features), checked against the model."""
+    C, _, _ = check_array(true_centres, name="true_centres", min_samples=1)
+    if C.shape[1] != model.n_features_in_:
+        raise ValueError(f"true_centres: has {C.shape[1]} features but the model has {model.n_features_in_}")
+    return C
 
 
 def _draw_samples(ax, model, R, D, project, max_points: int, rng) -> None:
@@ -205,9 +230,10 @@ def _draw_samples(ax, model, R, D, project, max_points: int, rng) -> None:
     r_idx, d_idx = _sample(R, max_points, rng), _sample(D, max_points, rng)
     Rv, Dv = project(R[r_idx]), project(D[d_idx])
     flagged = model.flag(D[d_idx])
-    ax.scatter(Rv[:, 0], Rv[:, 1], s=2, c="#bdbdbd", alpha=0.5, lw=0, label="reference", rasterized=True)
-    ax.scatter(Dv[~flagged, 0], Dv[~flagged, 1], s=4, c="#4a4a4a", alpha=0.7, lw=0, label="data",
-               rasterized=True)
+    ax.scatter(Rv[:, 0], Rv[:, 1], s=2, c="#bdbdbd", alpha=0.5, lw=0, rasterized=True)
+    ax.scatter(Dv[~flagged, 0], Dv[~flagged, 1], s=4, c="#4a4a4a", alpha=0.7, lw=0, rasterized=True)
+    for colour, label in (("#bdbdbd", "reference"), ("#4a4a4a", "data")):  # legend markers one can see
+        ax.scatter([], [], s=16, c=colour, lw=0, label=label)
     if flagged.any():
         ax.scatter(Dv[flagged, 0], Dv[flagged, 1], s=14, c="#ff7f0e", edgecolors="#a63603", lw=0.4,
                    label="flagged data", zorder=3)
@@ -284,35 +310,65 @@ def _chosen_kernels(model, kernels) -> list[int]:
     return [int(np.argmax(z))]
 
 
-def plot_marginals(model, reference, data, *, kernels=None, n_features: int = 2, bins: int = 40,
-                   reference_weight=None, max_kernels: int = 4, max_reference: int = 50_000, seed: int = 0):
-    r"""Marginals of the data against the reweighted reference, with ratio panels.
+#: Top of the ratio axis of :func:`plot_marginals`; data ratios beyond it are drawn as arrows.
+RATIO_MAX = 3.0
+#: Fewest bins of a marginal panel (a small region gets fewer than ``bins``, never fewer than this).
+MIN_BINS = 5
 
-    For each chosen kernel, the ``n_features`` features whose marginal it changes most
-    (:func:`sparker.interpret.marginal_relevance`) get a column: on top the data
-    histogram (points, Poisson errors), the reference weighted by ``w`` (grey) and by
-    ``w exp(f(x))`` (the model's fit of the data, coloured); below, data / reference and
-    model / reference.
 
-    Parameters
+@dataclass(frozen=True, repr=False)
+class MarginalPanel:
+    """The histograms of one panel of :func:`plot_marginals`: one feature in one kernel's region.
+
+    The region of kernel ``g`` holds the points it owns (largest responsibility) or that
+    a kernel duplicating it owns: ``region == g`` of :meth:`sparker.SparKer.explain`.
+    Values outside ``edges`` are counted in the first or last bin, so the counts add up
+    to the points of the region.
+
+    Attributes
     ----------
-    model : SparKer
-    reference, data : array-like of shape (n, n_features)
-    kernels : int or sequence of int, optional
-        Kernel numbers (rows of ``kernels_``); default: the active kernels, or the one
-        with the largest ``|local_z|`` when none is active.
-    n_features : int, default=2
-    bins : int, default=40
-    reference_weight : array-like of shape (n_reference,), optional
-        The weights the model was fitted with (default: ``N_0 / N_R`` each).
-    max_kernels : int, default=4
-    max_reference : int, default=50000
-        The reference is subsampled to this size (weights rescaled).
-    seed : int, default=0
+    kernel, feature : int
+        Row of ``kernels_`` and column of the samples.
+    name : str
+        The feature's name.
+    edges : ndarray of shape (n_bins + 1,)
+        About ``2 sqrt(n)`` bins for the sparser of the region's two samples (``n``
+        points), within ``[MIN_BINS, bins]``.
+    data : ndarray of shape (bins,)
+        Counts of the data points in the region.
+    reference : ndarray of shape (bins,)
+        The reference points in the region, weighted by ``w`` (the count they predict).
+    model : ndarray of shape (bins,)
+        The same points weighted by ``w exp(f(x))``: the fitted model of the data.
+    n_data, n_reference : int
+        Data and (subsampled) reference points in the region.
+    """
+
+    kernel: int
+    feature: int
+    name: str
+    edges: np.ndarray
+    data: np.ndarray
+    reference: np.ndarray
+    model: np.ndarray
+    n_data: int
+    n_reference: int
+
+
+def marginal_panels(model, reference, data, *, kernels=None, n_features: int = 2, bins: int = 40,
+                    reference_weight=None, max_kernels: int = 4, max_reference: int = 50_000,
+                    seed: int = 0) -> list[list[MarginalPanel]]:
+    """The histograms :func:`plot_marginals` draws: per chosen kernel, one panel per feature.
+
+    Parameters are those of :func:`plot_marginals`.  For each chosen kernel, the
+    ``n_features`` features whose marginal it changes most
+    (:func:`sparker.interpret.marginal_relevance`) are histogrammed over the kernel's
+    region only (:class:`MarginalPanel`).
 
     Returns
     -------
-    matplotlib.figure.Figure
+    list of list of MarginalPanel
+        One list per chosen kernel, in order, with one panel per feature.
     """
     model = _check_model(model)
     R, D = _samples(model, reference, data)
@@ -325,56 +381,122 @@ def plot_marginals(model, reference, data, *, kernels=None, n_features: int = 2,
     idx = _sample(R, max_reference, rng)
     R, w = R[idx], w[idx] * (w.sum() / w[idx].sum())
     chosen = _chosen_kernels(model, kernels)[:max_kernels]
-    ex_r = model.explain(R)
-    f_r = ex_r.log_ratio  # (n_R,)
+    ex_r, region_d = model.explain(R), model.explain(D).region
+    w_model = w * np.exp(ex_r.log_ratio)  # (n_R,) w exp(f)
     added = w[:, None] * np.expm1(ex_r.contributions[:, chosen])  # (n_R, K)
     relevance = np.atleast_2d(marginal_relevance(R, w, added))  # (K, d)
     names = _feature_names(model)
     n_features = max(1, min(int(n_features), R.shape[1]))
-    fig = _new_figure((3.6 * n_features, 3.0 * len(chosen)))
-    grid = fig.add_gridspec(2 * len(chosen), n_features, height_ratios=(3, 1) * len(chosen))
+    out = []
     for row_k, g in enumerate(chosen):
+        in_r, in_d = ex_r.region == g, region_d == g  # (n_R,), (n_D,)
         features = np.argsort(-relevance[row_k], kind="stable")[:n_features]
-        for col, j in enumerate(features):
-            top = fig.add_subplot(grid[2 * row_k, col])
-            bottom = fig.add_subplot(grid[2 * row_k + 1, col], sharex=top)
-            _marginal_panel(top, bottom, model, g, j, R, D, w, f_r, bins, names[j], first_column=col == 0,
-                            legend=col == 0 and row_k == 0)
-    return fig
+        out.append([_panel(model, g, int(j), names[j], R[in_r, j], w[in_r], w_model[in_r], D[in_d, j], bins)
+                    for j in features])
+    return out
 
 
-def _marginal_panel(top, bottom, model, g: int, j: int, R, D, w, f_r, bins: int, name: str, *,
-                    first_column: bool, legend: bool) -> None:
-    """Feature ``j`` around kernel ``g``: histograms on ``top``, ratios to the reference on ``bottom``."""
-    lo, hi = np.quantile(R[:, j], [0.001, 0.999])
+def _panel(model, g: int, j: int, name: str, r, w, w_model, d, bins: int) -> MarginalPanel:
+    """Histograms of feature ``j`` over kernel ``g``'s region (``r``, ``d``: its points' values)."""
     c = model.centres_[g, j]
+    both = np.concatenate([r, d])
+    lo, hi = np.quantile(both, [0.005, 0.995]) if len(both) else (c, c)
     lo, hi = min(lo, c), max(hi, c)
     if hi <= lo:
         lo, hi = lo - 0.5, hi + 0.5
-    edges = np.linspace(lo, hi, bins + 1)
+    # a few points per bin: about 2 sqrt(n) bins for the sparser sample, within [MIN_BINS, bins]
+    n_bins = int(np.clip(2.0 * np.sqrt(min(len(r), len(d))), min(MIN_BINS, bins), bins))
+    edges = np.linspace(lo, hi, n_bins + 1)
+    r, d = np.clip(r, lo, hi), np.clip(d, lo, hi)  # the tails go into the end bins
+    return MarginalPanel(
+        kernel=g, feature=j, name=name, edges=edges,
+        data=np.histogram(d, bins=edges)[0].astype(np.float64),
+        reference=np.histogram(r, bins=edges, weights=w)[0],
+        model=np.histogram(r, bins=edges, weights=w_model)[0],
+        n_data=len(d), n_reference=len(r),
+    )
+
+
+def plot_marginals(model, reference, data, *, kernels=None, n_features: int = 2, bins: int = 40,
+                   reference_weight=None, max_kernels: int = 4, max_reference: int = 50_000, seed: int = 0):
+    r"""Each kernel's region: marginals of its data against its reweighted reference, with ratios.
+
+    For each chosen kernel, the ``n_features`` features whose marginal it changes most
+    (:func:`sparker.interpret.marginal_relevance`) get a column, drawn over the kernel's
+    region only (the points it owns, :func:`marginal_panels`): on top the data histogram
+    (points, Poisson errors), the region's reference weighted by ``w`` (grey) and by
+    ``w exp(f(x))`` (the model's fit of the data, coloured); below, data / reference and
+    model / reference on a ratio axis clipped to ``[0, RATIO_MAX]``, with arrows at the
+    top for data ratios beyond it.
+
+    Parameters
+    ----------
+    model : SparKer
+    reference, data : array-like of shape (n, n_features)
+    kernels : int or sequence of int, optional
+        Kernel numbers (rows of ``kernels_``); default: the active kernels, or the one
+        with the largest ``|local_z|`` when none is active.
+    n_features : int, default=2
+    bins : int, default=40
+        At most this many bins; a region with few points gets fewer (:class:`MarginalPanel`).
+    reference_weight : array-like of shape (n_reference,), optional
+        The weights the model was fitted with (default: ``N_0 / N_R`` each).
+    max_kernels : int, default=4
+    max_reference : int, default=50000
+        The reference is subsampled to this size (weights rescaled).
+    seed : int, default=0
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    panels = marginal_panels(model, reference, data, kernels=kernels, n_features=n_features, bins=bins,
+                             reference_weight=reference_weight, max_kernels=max_kernels,
+                             max_reference=max_reference, seed=seed)
+    n_cols = len(panels[0])
+    fig = _new_figure((3.6 * n_cols, 3.2 * len(panels)))
+    grid = fig.add_gridspec(2 * len(panels), n_cols, height_ratios=(3, 1) * len(panels))
+    for row_k, row in enumerate(panels):
+        for col, panel in enumerate(row):
+            top = fig.add_subplot(grid[2 * row_k, col])
+            bottom = fig.add_subplot(grid[2 * row_k + 1, col], sharex=top)
+            _marginal_panel(top, bottom, model, panel, first_column=col == 0, legend=col == 0 and row_k == 0)
+    return fig
+
+
+def _marginal_panel(top, bottom, model, panel: MarginalPanel, *, first_column: bool, legend: bool) -> None:
+    """One feature of one kernel's region: histograms on ``top``, ratios to the reference on ``bottom``."""
+    g, edges = panel.kernel, panel.edges
     mids = 0.5 * (edges[1:] + edges[:-1])
-    n_d, _ = np.histogram(D[:, j], bins=edges)
-    n_r, _ = np.histogram(R[:, j], bins=edges, weights=w)
-    n_m, _ = np.histogram(R[:, j], bins=edges, weights=w * np.exp(f_r))
+    n_d, n_r, n_m = panel.data, panel.reference, panel.model
     top.stairs(n_r, edges, color="#969696", ls="--", label="reference (w)")
     top.stairs(n_m, edges, color=_colour(g), lw=1.5, label="reference (w exp f)")
     top.errorbar(mids, n_d, yerr=np.sqrt(n_d), fmt="o", ms=2.5, color="black", lw=0.8, label="data")
-    top.axvline(c, color=_colour(g), lw=0.8, alpha=0.6)
+    top.axvline(model.centres_[g, panel.feature], color=_colour(g), lw=0.8, alpha=0.6)
     z = model.kernels_[g].get("local_z")
-    top.set_title(f"kernel {g}" + ("" if z is None else f" (Z = {z:.1f})") + f": {name}", fontsize="small")
+    top.set_title(f"kernel {g}" + ("" if z is None else f" (Z = {z:.1f})") + f": {panel.name}\n"
+                  f"its region: {panel.n_data} data, {panel.n_reference} reference points", fontsize="small")
     top.tick_params(labelbottom=False)
     if first_column:
-        top.set_ylabel("counts")
-    if legend:
-        top.legend(fontsize="x-small")
+        top.set_ylabel("counts in the region")
+    if legend:  # in headroom above the histograms, off the data
+        highest = max(float(np.max(n_d + np.sqrt(n_d), initial=0.0)), float(np.max(n_m, initial=0.0)),
+                      float(np.max(n_r, initial=0.0)))
+        top.set_ylim(0.0, 1.45 * highest if highest > 0 else 1.0)
+        top.legend(fontsize="x-small", loc="upper center", ncol=3, frameon=False, handlelength=1.5,
+                   columnspacing=0.8)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(n_r > 0, n_d / n_r, np.nan)
         err = np.where(n_r > 0, np.sqrt(n_d) / n_r, np.nan)
         model_ratio = np.where(n_r > 0, n_m / n_r, np.nan)
-    bottom.errorbar(mids, ratio, yerr=err, fmt="o", ms=2.5, color="black", lw=0.8)
+    inside = ~(ratio > RATIO_MAX)
+    bottom.errorbar(mids[inside], ratio[inside], yerr=err[inside], fmt="o", ms=2.5, color="black", lw=0.8)
+    if not inside.all():  # beyond the axis: an arrow at its top
+        bottom.plot(mids[~inside], np.full((~inside).sum(), 0.93 * RATIO_MAX), "^", ms=4, color="black")
     bottom.stairs(model_ratio, edges, color=_colour(g), lw=1.5)
     bottom.axhline(1.0, color="#969696", lw=0.8)
-    bottom.set_xlabel(name)
+    bottom.set_ylim(0.0, RATIO_MAX)
+    bottom.set_xlabel(panel.name)
     if first_column:
         bottom.set_ylabel("ratio to ref.")
 

@@ -30,9 +30,9 @@ import numpy as np
 
 from .._version import __version__
 from ..io import to_jsonable, atomic_write_text, write_json
-from ..results import top_point_records
+from ..results import CHI2_MIN_KS_PVALUE, CHI2_MIN_TOYS, top_point_records
 
-__all__ = ["REPORT_FILE", "RESULT_FILE", "Report", "build_report", "write_report"]
+__all__ = ["REPORT_FILE", "RESULT_FILE", "Report", "build_report", "fit_verdict", "write_report"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,8 @@ RESULT_FILE = "result.json"
 _MAX_COLUMNS = 8
 #: Resolution of the embedded figures.
 _DPI = 90
+#: The figure shown beside the summary, on the first screen.
+_FIRST_FIGURE = "view2d"
 
 _NO_MATPLOTLIB = "Figures were not drawn: matplotlib is not installed (pip install 'sparker[plot]')."
 
@@ -74,18 +76,31 @@ class Report:
 # ------------------------------------------------------------------------- content
 
 
+def fit_verdict(model, alpha: float = 0.05) -> dict:
+    """Verdict of a single fit, not calibrated: the keys of :meth:`sparker.TestResult.verdict`.
+
+    ``significant`` and ``asymptotic_zscore`` are None; ``summary`` gives ``t`` and whether
+    the loss settled, ``text`` says that a p-value needs null toys.
+    """
+    t = float(model.statistic_)
+    settled = bool(getattr(model, "converged_", True))
+    text = (f"Not calibrated: t = {t:.4g} from a single fit. A p-value needs null toys "
+            "(sparker test, or sparker.test in Python).")
+    if not settled:
+        text += " Loss not settled: the fit had not converged at the end of training; consider more epochs."
+    return {
+        "calibrated": False,
+        "significant": None,
+        "alpha": alpha,
+        "summary": f"t = {t:.4g} from a single fit (not calibrated); loss {'' if settled else 'not '}settled",
+        "asymptotic_zscore": None,
+        "text": text,
+    }
+
+
 def _verdict(result, model, alpha: float) -> dict:
     """Plain-language verdict of a calibrated result (or of an uncalibrated fit)."""
-    if result is None:
-        t = float(model.statistic_)
-        return {
-            "calibrated": False,
-            "significant": None,
-            "alpha": alpha,
-            "text": (f"Not calibrated: t = {t:.4g} from a single fit. A p-value needs null toys "
-                     "(sparker test, or sparker.test in Python)."),
-        }
-    return result.verdict(alpha)
+    return fit_verdict(model, alpha) if result is None else result.verdict(alpha)
 
 
 def _provenance(seed) -> dict:
@@ -116,7 +131,7 @@ def _top_points(model, data, top_k: int) -> list[dict]:
     return top_point_records(frame)
 
 
-def _figures(result, model, reference, data, reference_weight) -> tuple[list, list]:
+def _figures(result, model, reference, data, reference_weight, true_centres) -> tuple[list, list]:
     """(name, caption, PNG bytes) of each figure that applies, and notes on missing ones."""
     from . import plots
 
@@ -129,11 +144,14 @@ def _figures(result, model, reference, data, reference_weight) -> tuple[list, li
         if model.n_features_in_ >= 2:
             view = "the two features" if model.n_features_in_ == 2 else \
                 "the first two principal components of the reference"
+            truth = "" if true_centres is None else "; diamonds mark the true clump positions"
             jobs.append(("view2d", (f"Data, reference and kernels in {view}; active kernels with "
-                         "their width and their path during annealing; flagged points highlighted."),
-                         lambda: plots.plot_view2d(model, reference, data)))
-        jobs.append(("marginals", ("Marginals of the data against the reference weighted by w and by "
-                     "w exp(f), for the features that matter most to each active kernel."),
+                         f"their width and their path during annealing; flagged points highlighted{truth}."),
+                         lambda: plots.plot_view2d(model, reference, data, true_centres=true_centres)))
+        jobs.append(("marginals", ("Each active kernel's region (the points it owns): marginals of its "
+                     "data against its reference points weighted by w and by w exp(f), for the features "
+                     f"that matter most to the kernel; ratio axis clipped to [0, {plots.RATIO_MAX:g}], "
+                     "arrows mark data ratios beyond."),
                      lambda: plots.plot_marginals(model, reference, data,
                                                   reference_weight=reference_weight)))
     if model is not None and getattr(model, "history_", None):
@@ -172,6 +190,8 @@ tr.inactive td { color: #999; }
 figure { margin: 1em 0; } figcaption { font-size: .9em; color: #555; }
 img { max-width: 100%; height: auto; }
 pre { background: #f7f7f7; padding: .8em; overflow-x: auto; font-size: .85em; }
+.top { display: flex; flex-wrap: wrap; gap: 0 2em; align-items: flex-start; }
+.top > div { flex: 1 1 20em; } .top > figure { flex: 1 1 36em; margin-top: 1em; }
 .note { color: #8a6d3b; background: #fcf8e3; padding: .5em .8em; border-radius: 4px; }
 """
 
@@ -239,13 +259,10 @@ def _summary_html(result, model) -> str:
     if result is not None:
         rows += [("method", result.method), ("statistic t", f"{result.statistic:.4g}"),
                  ("p-value", f"{result.pvalue:.4g} (resolution {1.0 / (result.n_null + 1):.3g})"),
-                 ("Z", f"{result.zscore:.3f}"), ("null toys", f"{result.n_null} ({result.null_mode})")]
+                 ("Z", f"{result.zscore:.3f}"), ("null toys", _toys_text(result))]
         chi2 = getattr(result, "chi2", None)
         if chi2:
-            rows.append(("chi-square fit of the null",
-                         f"dof = {chi2['dof']:.3g}, asymptotic p = {_num(chi2.get('pvalue'))}, "
-                         f"Z = {_num(chi2.get('zscore'), '.2f')}, KS p = {_num(chi2.get('ks_pvalue'))}"
-                         + (" (poor fit: do not trust the asymptotic values)" if chi2.get("poor_fit") else "")))
+            rows.append(("chi-square fit of the null", _chi2_text(result, chi2)))
     elif model is not None:
         rows.append(("statistic t", f"{model.statistic_:.4g} (not calibrated)"))
     if model is not None:
@@ -257,6 +274,32 @@ def _summary_html(result, model) -> str:
     return f"<table>{body}</table>"
 
 
+def _toys_text(result) -> str:
+    """The toys' count and mode, and how the observed statistic compares with the largest toy."""
+    text = f"{result.n_null} ({result.null_mode})"
+    null = np.asarray(result.null_distribution, dtype=np.float64)
+    if null.size and np.isfinite(null).all():
+        beyond = "; t exceeds every toy" if result.statistic > null.max() else ""
+        text += f"; largest null statistic {null.max():.4g}{beyond}"
+    return text
+
+
+def _chi2_text(result, chi2: dict) -> str:
+    """The chi-square fit's row: the asymptotic p and Z only when the fit can be trusted."""
+    text = f"dof = {chi2['dof']:.3g}, KS p = {_num(chi2.get('ks_pvalue'))}"
+    if result.asymptotic_zscore is not None:
+        return (f"{text}; asymptotic p = {_num(chi2.get('pvalue'))}, "
+                f"Z = {_num(result.asymptotic_zscore, '.2f')}")
+    return (f"{text}; asymptotic p and Z not quoted: they need at least {CHI2_MIN_TOYS} toys and a fit "
+            f"with KS p >= {CHI2_MIN_KS_PVALUE:g}")
+
+
+def _figure_html(name: str, caption: str, png: bytes) -> str:
+    data_uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    return (f"<figure id='{_e(name)}'><img alt='{_e(name)}' src='{data_uri}'>"
+            f"<figcaption>{_e(caption)}</figcaption></figure>")
+
+
 def _html(title, verdict, result, model, points, n_flagged, figures, notes, content) -> str:
     cls = {True: "yes", False: "no", None: "na"}[verdict["significant"]]
     parts = [
@@ -264,8 +307,12 @@ def _html(title, verdict, result, model, points, n_flagged, figures, notes, cont
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
         f"<p class='verdict {cls}'>{_e(verdict['text'])}</p>",
-        "<h2>Summary</h2>", _summary_html(result, model),
     ]
+    # the answer on the first screen: the summary beside the picture of where (the 2-D view)
+    top = [f for f in figures if f[0] == _FIRST_FIGURE]
+    figures = [f for f in figures if f[0] != _FIRST_FIGURE]
+    parts += ["<div class='top'><div><h2>Summary</h2>", _summary_html(result, model), "</div>",
+              *(_figure_html(*f) for f in top), "</div>"]
     if model is not None:
         parts += [
             "<h2>Where: the kernels</h2>",
@@ -286,14 +333,12 @@ def _html(title, verdict, result, model, points, n_flagged, figures, notes, cont
              + (f"; {n_flagged} data points are flagged." if n_flagged is not None else ".") + "</p>"),
             _points_table_html(points),
         ]
-    parts.append("<h2>Figures</h2>")
+    parts.append("<h2>Figures</h2>" if not top else "<h2>More figures</h2>")
     parts += [f"<p class='note'>{_e(n)}</p>" for n in notes]
-    for name, caption, png in figures:
-        data_uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-        parts.append(f"<figure id='{_e(name)}'><img alt='{_e(name)}' src='{data_uri}'>"
-                     f"<figcaption>{_e(caption)}</figcaption></figure>")
+    parts += [_figure_html(*f) for f in figures]
     if not figures and not notes:
-        parts.append("<p>No figures apply to this result.</p>")
+        parts.append("<p>The 2-D view is at the top of the page.</p>" if top else
+                     "<p>No figures apply to this result.</p>")
     parts += [
         "<h2>Settings</h2>", f"<pre>{_e(json.dumps(content['settings'], indent=2))}</pre>",
         "<h2>Provenance</h2>", f"<pre>{_e(json.dumps(content['provenance'], indent=2))}</pre>",
@@ -307,7 +352,7 @@ def _html(title, verdict, result, model, points, n_flagged, figures, notes, cont
 
 def build_report(result=None, *, model=None, reference=None, data=None, reference_weight=None,
                  title: str = "SparKer report", alpha: float = 0.05, top_k: int = 10,
-                 figures: bool = True, extra: dict | None = None) -> Report:
+                 figures: bool = True, extra: dict | None = None, true_centres=None) -> Report:
     """Assemble the report of a calibrated test and/or a fitted model.
 
     Parameters
@@ -330,6 +375,10 @@ def build_report(result=None, *, model=None, reference=None, data=None, referenc
         Draw the figures (needs matplotlib; without it the report says so).
     extra : dict, optional
         More JSON-ready entries for ``result.json`` (inputs, timings, ...).
+    true_centres : array-like of shape (n_true, n_features), optional
+        Known positions of planted anomalies (a scenario's ``truth["centres"]``, original
+        units), drawn as "true clump" markers on the 2-D view; needs a model, the reference
+        and the data.
 
     Returns
     -------
@@ -352,7 +401,10 @@ def build_report(result=None, *, model=None, reference=None, data=None, referenc
     n_flagged = content.get("n_flagged") if model is getattr(result, "model", None) else None
     if model is not None and data is not None:
         n_flagged = int(model.flag(data).sum())
-    drawn, notes = _figures(result, model, reference, data, reference_weight) if figures else ([], [])
+    if true_centres is not None:
+        true_centres = _checked_truth(model, true_centres, reference, data)
+    drawn, notes = _figures(result, model, reference, data, reference_weight, true_centres) \
+        if figures else ([], [])
     seed = content.get("seed", getattr(model, "seed", None))
     content.update({
         "verdict": verdict,
@@ -372,6 +424,16 @@ def build_report(result=None, *, model=None, reference=None, data=None, referenc
     return Report(html=page, result=content, figures=tuple(n for n, _, _ in drawn), notes=tuple(notes))
 
 
+def _checked_truth(model, true_centres, reference, data):
+    """``true_centres`` checked against the model; refused where no 2-D view can show them."""
+    if model is None or reference is None or data is None:
+        raise ValueError("true_centres: drawn on the 2-D view, which needs a model, the reference and "
+                         "the data")
+    from .plots import checked_true_centres
+
+    return checked_true_centres(model, true_centres)
+
+
 def write_report(out_dir, result=None, *, overwrite: bool = False, **options) -> tuple[Path, Path]:
     """Write ``report.html`` and ``result.json`` into a folder (created if needed).
 
@@ -385,7 +447,7 @@ def write_report(out_dir, result=None, *, overwrite: bool = False, **options) ->
         is written.
     **options
         Passed to :func:`build_report` (``model``, ``reference``, ``data``, ``title``,
-        ``alpha``, ``top_k``, ``figures``, ``extra``, ``reference_weight``).
+        ``alpha``, ``top_k``, ``figures``, ``extra``, ``reference_weight``, ``true_centres``).
 
     Returns
     -------

@@ -4,6 +4,9 @@ Toys train in fixed blocks of :data:`REPLICA_BLOCK` replicas, each block one
 batched training run over a shared pool; chunks of ``replica_chunk`` toys
 (whole blocks) go to a back end (:mod:`sparker.core.backends`), and finished
 chunks are recorded in a :class:`~sparker.calibration.checkpoint.Checkpoint`.
+With a progress bar and ``replica_chunk`` at its default, chunks are single
+blocks, so the bar (and its estimate of the time left) moves every 16 toys
+(:func:`task_size`); chunking never changes a number.
 
 Reproducibility: toy ``b`` draws its pseudo-experiment from the child seed
 ``(seed, 2, b, 0)`` and its starting centres from ``(seed, 2, b, 1)``; widths
@@ -26,7 +29,8 @@ from ..core.nulls import NullSpec, toy_weights
 from ..model.ensemble import fit_stack
 from .checkpoint import Checkpoint
 
-__all__ = ["HOLDOUT_KEY", "REPLICA_BLOCK", "ToyProblem", "WIDTH_KEY", "TOY_KEY", "child_seed", "run_toys"]
+__all__ = ["HOLDOUT_KEY", "REPLICA_BLOCK", "ToyProblem", "WIDTH_KEY", "TOY_KEY", "child_seed", "run_toys",
+           "task_size"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,8 @@ HOLDOUT_KEY = 4
 #: batch round differently with its width, so a fixed grouping is what makes every
 #: toy bit-identical across chunkings.  Chunks are whole blocks.
 REPLICA_BLOCK = 16
+#: ``replica_chunk`` when none is given (:class:`~sparker.config.RunConfig`'s default)
+_DEFAULT_CHUNK = RunConfig().replica_chunk
 
 
 def child_seed(seed: int, *key: int) -> np.random.SeedSequence:
@@ -98,6 +104,19 @@ def _chunks(n_null: int, size: int) -> list[tuple[int, ...]]:
     return [tuple(range(lo, min(n_null, lo + size))) for lo in range(0, n_null, size)]
 
 
+def task_size(run: RunConfig) -> int:
+    """Toys per task of the back end: ``run.replica_chunk``, or one block under a progress bar.
+
+    With ``run.progress`` and the default chunk size, tasks are single blocks of
+    :data:`REPLICA_BLOCK` toys so that the bar advances, with a meaningful estimate of
+    the time left, as each block finishes.  Toys are trained in the same fixed blocks
+    whatever the task size, so this changes no statistic.
+    """
+    if run.progress and run.replica_chunk == _DEFAULT_CHUNK:
+        return REPLICA_BLOCK
+    return run.replica_chunk
+
+
 def _progress_bar(total: int, enabled: bool):
     if not enabled or total == 0:
         return None
@@ -132,7 +151,7 @@ def run_toys(problem: ToyProblem, n_null: int, run: RunConfig, run_id: str) -> n
     problem : ToyProblem
     n_null : int
     run : RunConfig
-        Chunk size, back end, checkpoint and progress bar.
+        Chunk size (see :func:`task_size`), back end, checkpoint and progress bar.
     run_id : str
         :func:`~sparker.calibration.checkpoint.run_id` of these toys.
 
@@ -143,7 +162,7 @@ def run_toys(problem: ToyProblem, n_null: int, run: RunConfig, run_id: str) -> n
         toys stay in the checkpoint).
     """
     ck = Checkpoint(run.checkpoint, run_id, (n_null, len(problem.configs)))
-    tasks = _pending(ck, n_null, len(problem.configs), run.replica_chunk)
+    tasks = _pending(ck, n_null, len(problem.configs), task_size(run))
     if not tasks:
         return ck.values
     bar = _progress_bar(sum(len(ids) for _, ids in tasks), run.progress)

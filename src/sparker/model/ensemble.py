@@ -13,6 +13,9 @@ training" and "Width annealing").  One replica of the result is a
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +26,26 @@ from ..core.schedules import pairwise_distance_quantiles, width_schedule
 from .stack import KernelStack, replica_log_ratio
 from .trainer import TrainResult, train_replicas
 
-__all__ = ["resolve_widths", "contrast_width", "init_centres", "fit_stack", "StackFit"]
+__all__ = ["resolve_widths", "contrast_width", "init_centres", "fit_stack", "StackFit", "epoch_progress"]
+
+#: ``fn(epochs_done, epochs_total)`` called after every epoch of :func:`fit_stack` (all layers
+#: counted together) while an :func:`epoch_progress` block is active; None otherwise.
+_EPOCH_CALLBACK: ContextVar[Callable[[int, int], None] | None] = ContextVar("sparker_epoch_callback",
+                                                                            default=None)
+
+
+@contextmanager
+def epoch_progress(fn: Callable[[int, int], None]) -> Iterator[None]:
+    """Within the block, every fit reports its progress: ``fn(epochs_done, epochs_total)``.
+
+    Progress display only (the command line's bar over a long ``sparker fit``); it does
+    not change what is computed.
+    """
+    token = _EPOCH_CALLBACK.set(fn)
+    try:
+        yield
+    finally:
+        _EPOCH_CALLBACK.reset(token)
 
 
 def resolve_widths(reference_std: np.ndarray, config: TrainingConfig, seed) -> list[tuple[float, float]]:
@@ -176,6 +198,8 @@ def fit_stack(
     per_layer = [seq.spawn(len(widths)) for seq in seqs]
     results: list[TrainResult] = []
     offset = None
+    report = _EPOCH_CALLBACK.get()
+    total, done = sum(layer.epochs for layer in config.layer_configs()), 0
     for k, (layer, (s0, s1)) in enumerate(zip(config.layer_configs(), widths)):
         rngs = [np.random.default_rng(p[k]) for p in per_layer]
         c0 = init_centres(X, ref_weight, data_weight, layer.n_kernels, rngs).to(X.device)
@@ -193,7 +217,9 @@ def fit_stack(
             record_every=layer.record_every,
             record_replicas=record_replicas,
             augmented=augmented,
+            callback=None if report is None else (lambda e, _loss, base=done: report(base + e + 1, total)),
         )
+        done += layer.epochs
         results.append(res)
         if k + 1 < len(widths):
             layer_params = [(res.centres, res.amplitudes, res.sigma)]  # (B, M, d), (B, M), float

@@ -3,17 +3,18 @@ r"""Re-seeding: move a replica's least useful kernel onto the largest unexplaine
 See ``docs/method.md``, section "Re-seeding".  At fixed fractions of the width
 schedule the trainer (:func:`sparker.model.trainer.train_replicas`) scores, for
 every replica, each kernel by the loss increase its removal would cause (its
-*kernel gain*) and each of a fixed set of candidate data points by the loss
-decrease a new kernel there would bring (its *candidate gain*, with the
-candidate's own point left out).  When the best candidate beats the weakest
-kernel by a margin, that kernel jumps there with amplitude 0 and fresh Adam
-state.  Everything is computed in one pass over the row chunks of the pool, in
+*kernel gain*) and each of a subset of candidate data points (a different one at
+each call, :func:`candidate_rows`) by the loss decrease a new kernel there would
+bring (its *candidate gain*, with the candidate's own point left out).  When the
+best candidate at least one width from the other kernels beats the weakest kernel
+by a margin, that kernel jumps there with amplitude 0 and fresh Adam state.  Everything is computed in one pass over the row chunks of the pool, in
 the kernel-major layout of the trainer.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 import torch
@@ -109,11 +110,21 @@ def reseed_scores(Xa, chunks, centres, amps, sigma, r, dw, off, comp, cand_idx, 
     return gain.T, nD * torch.log((nD / nR).clamp_min(1e-300)) - (nD - nR)
 
 
-def candidate_rows(data_weight: torch.Tensor, n_cand: int) -> torch.Tensor:
-    """Up to ``n_cand`` data rows per replica, evenly strided in pool order (deterministic).
+#: seed of the fixed shuffle of a replica's data rows that candidate subsets are cut from
+_CANDIDATE_SEED = 20260311
 
-    The pool is in canonical order (:mod:`sparker.core.order`), so the choice does not
-    depend on the input's row order.
+
+def candidate_rows(data_weight: torch.Tensor, n_cand: int, step: int = 0) -> torch.Tensor:
+    """Up to ``n_cand`` data rows per replica: the ``step``-th subset of a fixed shuffle.
+
+    A replica's data rows (in pool order, which is canonical: :mod:`sparker.core.order`)
+    are shuffled by a permutation that depends only on their number, and re-seeding call
+    ``step`` takes the next ``n_cand`` of them (cyclically).  Successive calls therefore
+    score different data points, and over the eight calls of a default fit up to
+    ``8 n_cand`` distinct points are candidates, spread over the whole sample (a subset
+    strided in pool order would follow the order's one projection direction and could
+    miss a small clump at every call).  The choice depends on the pool as a set of
+    points, not on the input's row order nor on the other replicas.
 
     Returns a long tensor of shape (B, n_cand) of pool row indices.
     """
@@ -123,7 +134,9 @@ def candidate_rows(data_weight: torch.Tensor, n_cand: int) -> torch.Tensor:
         rows = torch.nonzero(mask[:, b]).flatten()
         if len(rows) == 0:  # a toy without data points: any row will do (nothing to gain)
             rows = torch.arange(data_weight.shape[0])
-        pick = torch.linspace(0, len(rows) - 1, min(n_cand, len(rows))).round().long()
+        k = min(n_cand, len(rows))
+        shuffle = np.random.default_rng([_CANDIDATE_SEED, len(rows)]).permutation(len(rows))
+        pick = torch.as_tensor(shuffle[(step * k + np.arange(k)) % len(rows)])
         out.append(rows[pick])
     width = max(len(rows) for rows in out)  # pad (repeating rows) only up to the largest replica
     out = [rows[torch.arange(width) % len(rows)] for rows in out]
@@ -146,17 +159,18 @@ def reseed_kernels(Xa, chunks, centres, amps, sigma, r, dw, off, comp, opt, cand
         log.debug("reseed sigma=%.3f kernel gains %s best candidate gains %s", sigma,
                   kg.cpu().numpy().round(2), cg.max(1).values.cpu().numpy().round(2))
     worst = kg.argmin(1)  # (B,)
-    best = cg.argmax(1)  # (B,)
     moved = np.zeros(B, dtype=np.int64)
     for b in range(B):
-        i, c = int(worst[b]), int(best[b])
-        if float(cg[b, c]) <= float(kg[b, i]) + margin:
+        i = int(worst[b])
+        Y = Xa[cand_idx[b], :-2].to(torch.float64)  # (n_cand, d)
+        others = torch.cat([centres[b, :i], centres[b, i + 1:]])  # (M-1, d)
+        gain = cg[b].clone()
+        if len(others):  # a candidate within one width of another kernel is that kernel's business
+            gain[torch.cdist(Y, others).min(1).values < sigma] = -math.inf
+        c = int(gain.argmax())
+        if not float(gain[c]) > float(kg[b, i]) + margin:
             continue
-        y = Xa[cand_idx[b, c], :-2].to(torch.float64)
-        others = torch.cat([centres[b, :i], centres[b, i + 1:]])
-        if len(others) and float(((others - y) ** 2).sum(1).min()) < sigma * sigma:
-            continue
-        _move(centres, amps, opt, b, i, y)
+        _move(centres, amps, opt, b, i, Y[c])
         moved[b] = 1
     moved += _revive_dead(Xa, centres, amps, opt, kg, cg, cand_idx, sigma)
     return moved

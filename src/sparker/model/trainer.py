@@ -326,9 +326,9 @@ def train_replicas(
     a_max: float = _DEFAULT.a_max,
     l1: float = _DEFAULT.l1,
     reseed: bool = _DEFAULT.reseed,
-    reseed_at=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
+    reseed_at=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
     reseed_margin: float = 1.0,
-    n_candidates: int = 128,
+    n_candidates: int = 256,
     offset: torch.Tensor | None = None,
     augmented: torch.Tensor | None = None,
     chunk_rows: int | None = _DEFAULT.chunk_rows,
@@ -407,7 +407,6 @@ def train_replicas(
     losses = np.empty((epochs, B))
 
     reseed_epochs = {int(round(q * epochs)) for q in reseed_at} if reseed and epochs else set()
-    cand_idx = candidate_rows(dw, n_candidates) if reseed_epochs else None
     n_moved = np.zeros(B, dtype=np.int64)
     fn, block = _Kernels.get(fused, float(N) * B * M * epochs)
 
@@ -415,6 +414,7 @@ def train_replicas(
     for e in range(epochs):
         sigma = float(widths[e])
         if e in reseed_epochs:
+            cand_idx = candidate_rows(dw, n_candidates, step=sorted(reseed_epochs).index(e))
             n_moved += reseed_kernels(Xa, chunks, centres, amps, sigma, r, dw, off, comp, opt, cand_idx,
                                       reseed_margin, budget=chunk_elements(X.device), block=block)
         loss, ga, gmu = _loss_and_grad(Xa, chunks, centres, amps, sigma, r, dw, off, comp, fn=fn)

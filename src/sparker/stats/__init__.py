@@ -5,8 +5,8 @@ toys :math:`t_0^{(1..B)}` (section "Calibration" of ``docs/method.md``); nothing
 draws random numbers.
 
 =========================  =========================================================
-:mod:`.pvalues`            empirical p-value :math:`(1 + \#\{t_0 \ge t\})/(1 + B)`
-                           and :math:`Z = \Phi^{-1}(1 - p)`
+:mod:`.pvalues`            empirical p-value :math:`(1 + \#\{t_0 \ge t\})/(1 + B)`,
+                           :math:`Z = \Phi^{-1}(1 - p)` and the toys a Z needs
 :mod:`.chi2`               maximum-likelihood :math:`\chi^2_k` fit of the toys and
                            asymptotic p-values and Z beyond them
 :mod:`.aggregation`        several configurations on the same toys combined into
@@ -23,7 +23,7 @@ from __future__ import annotations
 from .aggregation import AGGREGATIONS, AggregateResult, aggregate, per_config_pvalues
 from .chi2 import Chi2Fit, fit_chi2
 from .power import MedianZ, PowerResult, binomial_interval, median_z, power, power_at_z
-from .pvalues import empirical_pvalue, zscore
+from .pvalues import empirical_pvalue, toys_needed, zscore
 
 __all__ = [
     "AGGREGATIONS",
@@ -39,5 +39,6 @@ __all__ = [
     "per_config_pvalues",
     "power",
     "power_at_z",
+    "toys_needed",
     "zscore",
 ]

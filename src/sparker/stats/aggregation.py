@@ -142,6 +142,25 @@ def _per_config_pvalues(t_obs: np.ndarray, null: np.ndarray) -> tuple[np.ndarray
     return p_obs, p_null
 
 
+def _tie_break_keys(t_obs: np.ndarray, null: np.ndarray) -> tuple[float, np.ndarray]:
+    """Largest standardised statistic over configurations: of the observation, and (B,) of the toys.
+
+    Each configuration is centred and scaled by its mean and standard deviation over the
+    pool of the observation and the toys (a constant column has scale 1), so the key is a
+    symmetric function of the pool applied to each member.  An infinite observed statistic
+    gets an infinite key.
+    """
+    pool = np.vstack([t_obs[None, :], null])  # (B+1, K)
+    finite = np.where(np.isfinite(pool), pool, np.nan)
+    mu = np.nanmean(finite, axis=0)  # (K,)
+    sd = np.nanstd(finite, axis=0)
+    sd = np.where(sd > 0, sd, 1.0)
+    with np.errstate(invalid="ignore"):
+        z = (pool - mu) / sd  # (B+1, K)
+    keys = np.max(z, axis=1)  # (B+1,)
+    return float(keys[0]), keys[1:]
+
+
 @dataclass(frozen=True)
 class AggregateResult:
     """Result of :func:`aggregate`.
@@ -222,11 +241,17 @@ def aggregate(t_obs: Any, null: Any, method: str = "minp") -> AggregateResult:
 
     which accounts for the correlation between configurations (no Bonferroni factor). Since
     :math:`S^{\mathrm{obs}}, S_1, \dots, S_B` are exchangeable under :math:`H_0` (see
-    :func:`per_config_pvalues`), :math:`P(P \le \alpha) \le \alpha` exactly. The
-    statistics are discrete and ties count against the observation, so the test is
-    conservative where many toys share the top value: with ``minp`` every toy that is the
-    largest of some configuration has :math:`S = \log(B+1)`, so levels below about
-    :math:`K/(B+1)` are rarely reached.
+    :func:`per_config_pvalues`), :math:`P(P \le \alpha) \le \alpha` exactly.
+
+    The aggregated statistics are discrete: with ``minp`` every toy that is the largest of
+    some configuration has :math:`S = \log(B+1)`, so if ties counted against the
+    observation, levels below about :math:`K/(B+1)` would rarely be reached. Ties in
+    :math:`S` are therefore broken by a continuous key, the largest standardised statistic
+    :math:`\max_k (t_k - \mu_k) / s_k`, where :math:`\mu_k` and :math:`s_k` are the mean
+    and standard deviation of configuration :math:`k` over the pool of the observation and
+    the toys (a symmetric function of the pool, so exchangeability and exact validity are
+    kept); only ties in both count against the observation. The smallest attainable
+    p-value is then :math:`1/(B+1)` for every rule.
     """
     check_choice(method, AGGREGATIONS, name="method")
     t_obs, null = _check_configs(t_obs, null)
@@ -234,7 +259,9 @@ def aggregate(t_obs: Any, null: Any, method: str = "minp") -> AggregateResult:
     rule = AGGREGATIONS[method]
     statistic = float(rule(p_obs))
     null_distribution = np.asarray(rule(p_null), dtype=np.float64)  # (B,)
-    pvalue = float(pvalue_sorted(np.asarray(statistic), np.sort(null_distribution)))
+    key_obs, key_null = _tie_break_keys(t_obs, null)
+    at_or_above = (null_distribution > statistic) | ((null_distribution == statistic) & (key_null >= key_obs))
+    pvalue = float((1.0 + at_or_above.sum()) / (1.0 + null.shape[0]))
     return AggregateResult(
         statistic=statistic,
         pvalue=pvalue,

@@ -6,18 +6,25 @@ Section "Calibration" of ``docs/method.md``.  With ``B`` null toys
 .. math::
 
     p(t) = \frac{1 + \#\{b : t_0^{(b)} \ge t\}}{1 + B}, \qquad Z = \Phi^{-1}(1 - p).
+
+Reaching a significance ``Z`` therefore takes at least :func:`toys_needed` toys.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 from scipy import stats as _st
 
+from .._validation import check_real
 from ._checks import as_float_array, check_no_nan, check_probability, check_sample, scalar_or_array
 
-__all__ = ["empirical_pvalue", "zscore"]
+__all__ = ["empirical_pvalue", "toys_needed", "zscore"]
+
+#: log of the largest float: beyond it 1 / p overflows
+_LOG_FLOAT_MAX = math.log(np.finfo(np.float64).max)
 
 
 def empirical_pvalue(t_obs: Any, null: Any) -> float | np.ndarray:
@@ -90,3 +97,40 @@ def zscore(p: Any) -> float | np.ndarray:
     """
     p = check_probability(p, name="p", low_open=True, high_open=False)
     return scalar_or_array(np.asarray(_st.norm.isf(p), dtype=np.float64))
+
+
+def toys_needed(z: float) -> int:
+    r"""Fewest null toys whose empirical p-value can reach the significance ``z``.
+
+    Parameters
+    ----------
+    z : float
+        One-sided Gaussian significance, :math:`p = 1 - \Phi(z)`.
+
+    Returns
+    -------
+    int
+        The smallest ``B`` with :math:`1/(B+1) \le p`, i.e.
+        :math:`B = \lceil 1/p - 1 \rceil` (at least 1): 19 toys for ``z = 1.64``
+        (``p = 0.05``), 740 for ``z = 3``, about 3.5 million for ``z = 5``.
+
+    Raises
+    ------
+    ValueError
+        If ``z`` is not a finite number, or so large (above about 37.5) that the count
+        overflows a float.
+
+    Notes
+    -----
+    This is the count at which an observation beyond every toy gets ``p = 1/(B+1)``
+    and so ``Z >= z``; an observation among the toys needs more.  :math:`1/p` is
+    computed as :math:`\exp(-\log(1 - \Phi(z)))` (``scipy.stats.norm.logsf``), so it
+    stays accurate in the far tail.
+    """
+    z = check_real(z, name="z")
+    log_inverse_p = -float(_st.norm.logsf(z))  # log(1 / p)
+    if log_inverse_p > _LOG_FLOAT_MAX:
+        raise ValueError(f"z: {z!r} is too large: the number of toys overflows")
+    inverse_p = math.exp(log_inverse_p)
+    # a relative tolerance keeps p = 0.05 at 19 toys, not 20, despite rounding in 1/p
+    return max(1, math.ceil(inverse_p * (1.0 - 1e-12) - 1.0))
