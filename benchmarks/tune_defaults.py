@@ -47,6 +47,9 @@ VARIANTS = {
     # broad, medium and narrow blocks, as the authors' hierarchical layers (about 1.75x)
     "three-scale": {"layers": [{"n_kernels": 2, "sigma_end_quantile": 0.3, "epochs": 300},
                                {"n_kernels": 4, "sigma_end_quantile": 0.05, "epochs": 500}, {}]},
+    # the same with four broad kernels (smooth signed modulations such as perturbed_uniform)
+    "three-scale-b4": {"layers": [{"n_kernels": 4, "sigma_end_quantile": 0.3, "epochs": 300},
+                                  {"n_kernels": 4, "sigma_end_quantile": 0.05, "epochs": 500}, {}]},
 }
 
 #: scenario -> the rare signal fraction the study uses by default

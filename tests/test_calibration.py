@@ -273,11 +273,11 @@ def test_save_load_round_trip(ref, cal, tmp_path):
     data = uniform(100, seed=2)
     with pytest.raises(ValueError, match="^reference:"):
         back.test(data)  # the reference is not stored
-    a, b = back.test(data, ref), cal.test(data)
+    a, b = back.test(data, reference=ref), cal.test(data)
     assert (a.statistic, a.pvalue, a.zscore) == (b.statistic, b.pvalue, b.zscore)
     assert sparker.test(ref, data, calibration=back).pvalue == b.pvalue
     with pytest.raises(ValueError, match="^reference:"):
-        back.test(data, uniform(1000, seed=9))
+        back.test(data, reference=uniform(1000, seed=9))
 
 
 def test_save_load_keeps_reference_weights(ref, tmp_path):
@@ -286,9 +286,9 @@ def test_save_load_keeps_reference_weights(ref, tmp_path):
     c.save(tmp_path / "w.npz")
     back = Calibration.load(tmp_path / "w.npz")
     np.testing.assert_array_equal(back.reference_weight, w)
-    assert back.test(uniform(100, seed=2), ref).n_null == 3
+    assert back.test(uniform(100, seed=2), reference=ref).n_null == 3
     with pytest.raises(ValueError, match="^reference:"):
-        back.test(uniform(100, seed=2), ref, reference_weight=np.ones(len(ref)))
+        back.test(uniform(100, seed=2), reference=ref, reference_weight=np.ones(len(ref)))
 
 
 def _bad_files(tmp_path, cal):
@@ -711,3 +711,13 @@ def test_run_options_are_checked_by_their_metadata(options, name):
 
     with pytest.raises(ValueError, match=rf"^{name}:"):
         validate_options(RunConfig(**options))
+
+
+def test_calibration_test_takes_the_reference_by_keyword_only(tmp_path):
+    """``cal.test(data, ref)`` would read like ``sparker.test(reference, data)`` reversed: refused."""
+    rng = np.random.default_rng(3)
+    ref = rng.normal(size=(400, 2))
+    cal = sparker.calibrate(ref, 40, n_null=3, seed=0, n_kernels=2, epochs=20)
+    with pytest.raises(TypeError):
+        cal.test(rng.normal(size=(40, 2)), ref)
+    assert np.isfinite(cal.test(rng.normal(size=(40, 2)), reference=ref).pvalue)

@@ -479,3 +479,17 @@ def test_reseeding_finds_a_clump_missed_by_the_first_candidates():
     m = SparKer(n_kernels=4, seed=5, epochs=600).fit(R, D)
     dist = np.linalg.norm(m.centres_[:, None] - clumps[None], axis=-1)
     assert (dist.min(0) <= 0.1).all(), m.centres_
+
+
+def test_settling_is_judged_after_the_last_reseeding():
+    """A re-seeding at 90% moves the loss on purpose; the fit is settled if the loss is flat
+    over the second half of what follows, and not settled if it still moves there."""
+    from sparker.model.trainer import _settled
+
+    epochs = 1000
+    flat_after_jump = np.full((epochs, 1), -50.0)
+    flat_after_jump[900:930, 0] = np.linspace(-40.0, -50.0, 30)  # a kernel regrows after the move
+    assert _settled(flat_after_jump, flat_after_jump[-1], 1e-2, since=900)[0]
+    assert not _settled(flat_after_jump, flat_after_jump[-1], 1e-2, since=0)[0]  # the last tenth sees the jump
+    drifting = np.linspace(-40.0, -60.0, epochs)[:, None]
+    assert not _settled(drifting, drifting[-1], 1e-2, since=900)[0]

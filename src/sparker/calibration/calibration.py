@@ -140,7 +140,7 @@ class Calibration:
         """The training configurations as dicts, in order."""
         return [c.to_dict() for c in self.configs]
 
-    def test(self, data, reference=None, *, reference_weight=None, data_weight=None,
+    def test(self, data, *, reference=None, reference_weight=None, data_weight=None,
              device=None) -> TestResult:
         """Test an inspected sample against this calibration.
 
@@ -149,9 +149,9 @@ class Calibration:
         data : array-like of shape (n_data, n_features)
         reference : array-like of shape (n_reference, n_features), optional
             The calibrated reference; needed after :meth:`load` (its
-            fingerprint is checked).  The data come first here, unlike
-            ``sparker.test(reference, data)``: pass it by keyword,
-            ``cal.test(data, reference=ref)``.
+            fingerprint is checked).  Keyword-only: a calibration already holds
+            its reference, so the one sample it tests comes first, and
+            ``cal.test(data, ref)`` cannot be mistaken for ``sparker.test(reference, data)``.
         reference_weight : array-like of shape (n_reference,), optional
             Default: the calibration's reference weights.
         data_weight : array-like of shape (n_data,), optional

@@ -437,7 +437,7 @@ def train_replicas(
     )
     if rec.replicas:
         rec.record(epochs, sigma, final)
-    converged = _settled(losses, final, convergence_tol)
+    converged = _settled(losses, final, convergence_tol, since=max(reseed_epochs, default=0))
     history = rec.arrays()
     history["n_reseeded"] = n_moved[rec.replicas]
     return TrainResult(
@@ -499,13 +499,16 @@ class _Recorder:
         return history
 
 
-def _settled(losses: np.ndarray, final: np.ndarray, tol: float) -> np.ndarray:
-    """Whether each replica's loss settled over the last tenth of the epochs, shape (B,).
+def _settled(losses: np.ndarray, final: np.ndarray, tol: float, since: int = 0) -> np.ndarray:
+    """Whether each replica's loss settled at the end of training, shape (B,).
 
     Settled: the loss moved by less than ``tol`` of its value, or by less than 0.5
-    (one unit of t), over the last tenth of the epochs.
+    (one unit of t), over the last tenth of the epochs, or over the second half of the
+    epochs after ``since`` (the last re-seeding, which moves a kernel on purpose) when
+    that is shorter.
     """
     epochs, B = losses.shape
-    tail = losses[-max(2, epochs // 10):] if epochs else np.zeros((1, B))
+    start = max(epochs - max(2, epochs // 10), since + (epochs - since) // 2)
+    tail = losses[min(start, epochs - 2):] if epochs >= 2 else np.zeros((1, B))
     spread = tail.max(0) - tail.min(0)
     return spread <= np.maximum(0.5, tol * np.abs(final))
