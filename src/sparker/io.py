@@ -35,6 +35,7 @@ __all__ = [
     "WHITESPACE",
     "write_archive",
     "read_archive",
+    "check_format",
     "atomic_write_bytes",
     "atomic_write_text",
     "read_table",
@@ -300,13 +301,18 @@ def read_archive(path, *, kind: str, format_name: str, version: int, name: str =
         meta = json.loads(arrays.pop("__meta__").tobytes().decode(), parse_constant=_no_constant)
     except Exception as exc:  # zip, json, unicode, missing header, pickled content, memory
         raise ValueError(f"{name}: {path} is not a readable {kind} file ({type(exc).__name__}: {exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != format_name:
-        raise ValueError(f"{name}: {path} is not a {kind} file")
-    found = meta.get("format_version")
-    if not isinstance(found, int) or isinstance(found, bool) or found != version:
-        raise ValueError(f"{name}: {path} has format version {meta.get('format_version')!r}; "
-                         f"this SparKer reads version {version}")
+    check_format(meta, path, what=f"{kind} file", format_name=format_name, version=version, name=name)
     return arrays, meta
+
+
+def check_format(header: Any, path, *, what: str, format_name: str, version: int, name: str = "path") -> None:
+    """Raise a ValueError (starting with ``name``) unless ``header`` is a dict of ``format_name``
+    at format version ``version`` (an int, not a bool).  ``what`` names the file in the message."""
+    if not isinstance(header, dict) or header.get("format") != format_name:
+        raise ValueError(f"{name}: {path} is not a {what}")
+    found = header.get("format_version")
+    if not isinstance(found, int) or isinstance(found, bool) or found != version:
+        raise ValueError(f"{name}: {path} has format version {found!r}; this SparKer reads version {version}")
 
 
 def _no_constant(token: str):

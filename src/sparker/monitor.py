@@ -55,7 +55,7 @@ from .config import NullConfig
 from .core.order import canonical_order
 from .core.streaming import fingerprint
 from .interpret import rename_features
-from .io import write_json
+from .io import check_format, write_json
 from .results import TestResult
 
 __all__ = [
@@ -561,12 +561,7 @@ def _read_header(folder: Path) -> dict:
         header = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"path: {path} is not a readable monitor header ({exc})") from None
-    if not isinstance(header, dict) or header.get("format") != MONITOR_FORMAT:
-        raise ValueError(f"path: {path} is not a SparKer monitor header")
-    found = header.get("format_version")
-    if not isinstance(found, int) or isinstance(found, bool) or found != MONITOR_VERSION:
-        raise ValueError(f"path: {path} has format version {found!r}; this SparKer reads version "
-                         f"{MONITOR_VERSION}")
+    check_format(header, path, what="SparKer monitor header", format_name=MONITOR_FORMAT, version=MONITOR_VERSION)
     return header
 
 
