@@ -60,3 +60,23 @@ def assert_deterministic_per_seed(name: str, params: dict) -> None:
     r3, d3, _ = make(name, seed=6, **params)
     assert r3.shape != r1.shape or not np.array_equal(r1, r3)
     assert d3.shape != d1.shape or not np.array_equal(d1, d3)
+
+
+def assert_null_like_reference(name: str, params: dict) -> None:
+    """Scenario ``name`` at its null ``params``: no anomaly, no centre, and every non-constant
+    feature of the data passes a two-sample KS test against the reference (family-wise level
+    0.001, Bonferroni over features; KS is conservative on integer-valued features)."""
+    import numpy as np
+    from scipy import stats
+
+    from sparker.scenarios import make
+
+    reference, data, truth = make(name, seed=0, **params)
+    assert not truth["is_anomaly"].any()
+    assert truth["centres"].shape == (0, reference.shape[1])
+    pvalues = [
+        stats.ks_2samp(reference[:, j], data[:, j]).pvalue
+        for j in range(reference.shape[1])
+        if np.ptp(reference[:, j]) > 0 or np.ptp(data[:, j]) > 0
+    ]
+    assert min(pvalues) > 0.001 / len(pvalues), min(pvalues)

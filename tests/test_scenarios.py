@@ -9,8 +9,7 @@ import zlib
 
 import numpy as np
 import pytest
-from conftest import assert_deterministic_per_seed
-from scipy import stats
+from conftest import assert_deterministic_per_seed, assert_null_like_reference
 
 from sparker import scenarios
 from sparker.scenarios import make, scenario_names
@@ -232,17 +231,7 @@ def test_deterministic_per_seed_and_seeds_differ(name, params):
 
 @pytest.mark.parametrize("name, params", NULL_CASES)
 def test_null_scenario_has_no_anomaly_and_same_distribution(name, params):
-    reference, data, truth = make(name, seed=0, **params)
-    assert not truth["is_anomaly"].any()
-    assert truth["centres"].shape == (0, reference.shape[1])
-    # Two-sample KS per feature, family-wise level 0.001 (Bonferroni over features);
-    # KS is conservative on the integer-valued digits and shuttle features.
-    pvalues = [
-        stats.ks_2samp(reference[:, j], data[:, j]).pvalue
-        for j in range(reference.shape[1])
-        if np.ptp(reference[:, j]) > 0 or np.ptp(data[:, j]) > 0
-    ]
-    assert min(pvalues) > 0.001 / len(pvalues), min(pvalues)
+    assert_null_like_reference(name, params)
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_deterministic_per_seed
+from conftest import assert_deterministic_per_seed, assert_null_like_reference
 from scipy import stats
 
 from sparker import scenarios
@@ -139,12 +139,7 @@ def test_deterministic_per_seed_and_seeds_differ(name, params, fashion_env):
 
 @pytest.mark.parametrize("name, params", NULL_CASES)
 def test_null_version_has_no_anomaly_and_the_reference_distribution(name, params):
-    reference, data, truth = make(name, seed=0, **params)
-    assert not truth["is_anomaly"].any()
-    assert truth["centres"].shape == (0, reference.shape[1])
-    # two-sample KS per feature, family-wise level 0.001 (Bonferroni)
-    pvalues = [stats.ks_2samp(reference[:, j], data[:, j]).pvalue for j in range(reference.shape[1])]
-    assert min(pvalues) > 0.001 / len(pvalues), pvalues
+    assert_null_like_reference(name, params)
 
 
 @pytest.mark.parametrize(
