@@ -11,7 +11,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "sparker"
 
 #: layer of every top-level part; a module may import only from its own or lower layers
 LAYERS = {
-    "_version": 0, "_warnings": 0, "_validation": 0, "_sklearn": 0, "io": 0, "results": 1, "config": 1,
+    "_version": 0, "_warnings": 0, "_progress": 0, "_validation": 0, "_sklearn": 0, "io": 0, "results": 1, "config": 1,
     "core": 1, "stats": 1,
     "model": 2,
     "estimator": 3, "interpret": 3, "_persist": 3,

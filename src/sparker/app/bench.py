@@ -47,6 +47,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import scipy.stats as st
 
+from .._progress import progress_bar
 from .._validation import check_choice, check_fraction, check_int
 from ..core import backends
 from ..io import atomic_write_text, write_json
@@ -381,14 +382,7 @@ def _tasks(methods, fractions, seed: int, n_toys: int, n_null_draws: int | None)
 def _run_draws(backend_impl, shared: dict, tasks: list[tuple], progress: bool) -> np.ndarray:
     """(t, p, seconds, CPU seconds) of every task: (n_tasks, 4)."""
     out = np.full((len(tasks), 4), np.nan)
-    bar = None
-    if progress:
-        try:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(tasks), desc=f"power {shared['scenario']}", unit="draw")
-        except ImportError:
-            log.info("progress: install tqdm for progress bars")
+    bar = progress_bar(len(tasks), enabled=progress, desc=f"power {shared['scenario']}", unit="draw")
 
     def on_result(k, value):
         out[k] = value

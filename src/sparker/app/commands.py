@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._progress import progress_bar
 from .._version import __version__
 from ..calibration import Calibration
 from ..calibration import calibrate as calibrate_reference
@@ -88,14 +89,10 @@ def add_fit(parser: argparse.ArgumentParser) -> None:
 @contextlib.contextmanager
 def _epoch_bar(enabled: bool):
     """A tqdm bar over the epochs of the fits run inside the block (nothing if disabled or no tqdm)."""
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # progress bars are optional
-        enabled = False
-    if not enabled:
+    bar = progress_bar(None, enabled=enabled, desc="epochs", unit="epoch")
+    if bar is None:
         yield
         return
-    bar = tqdm(desc="epochs", unit="epoch", total=0)
 
     def update(done: int, total: int) -> None:
         bar.total = total

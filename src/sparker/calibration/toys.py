@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .._progress import progress_bar
 from ..config import RunConfig
 from ..core.backends import get_backend, run_all
 from ..core.nulls import NullSpec, toy_weights
@@ -117,17 +118,6 @@ def task_size(run: RunConfig) -> int:
     return run.replica_chunk
 
 
-def _progress_bar(total: int, enabled: bool):
-    if not enabled or total == 0:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # progress bars are optional
-        log.info("progress: install tqdm for progress bars")
-        return None
-    return tqdm(total=total, desc="null toys", unit="toy")
-
-
 def _pending(ck: Checkpoint, n_null: int, n_configs: int, replica_chunk: int) -> list[tuple]:
     """``(configuration, toy ids)`` of every chunk with toys the checkpoint lacks."""
     tasks = []
@@ -165,7 +155,7 @@ def run_toys(problem: ToyProblem, n_null: int, run: RunConfig, run_id: str) -> n
     tasks = _pending(ck, n_null, len(problem.configs), task_size(run))
     if not tasks:
         return ck.values
-    bar = _progress_bar(sum(len(ids) for _, ids in tasks), run.progress)
+    bar = progress_bar(sum(len(ids) for _, ids in tasks), enabled=run.progress, desc="null toys", unit="toy")
     log.info("training %d null toy fits in %d chunks on the %r back end",
              sum(len(ids) for _, ids in tasks), len(tasks), run.backend)
 
