@@ -13,6 +13,7 @@ the kernel-major layout of the trainer.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 
@@ -114,6 +115,15 @@ def reseed_scores(Xa, chunks, centres, amps, sigma, r, dw, off, comp, cand_idx, 
 _CANDIDATE_SEED = 20260311
 
 
+@functools.lru_cache(maxsize=32)
+def _shuffle(n: int) -> np.ndarray:
+    """The fixed permutation of ``n`` data rows that candidate subsets are cut from (read-only):
+    the same for every replica and re-seeding with ``n`` data points, so it is drawn once."""
+    out = np.random.default_rng([_CANDIDATE_SEED, n]).permutation(n)
+    out.flags.writeable = False
+    return out
+
+
 def candidate_rows(data_weight: torch.Tensor, n_cand: int, step: int = 0) -> torch.Tensor:
     """Up to ``n_cand`` data rows per replica: the ``step``-th subset of a fixed shuffle.
 
@@ -135,8 +145,7 @@ def candidate_rows(data_weight: torch.Tensor, n_cand: int, step: int = 0) -> tor
         if len(rows) == 0:  # a toy without data points: any row will do (nothing to gain)
             rows = torch.arange(data_weight.shape[0])
         k = min(n_cand, len(rows))
-        shuffle = np.random.default_rng([_CANDIDATE_SEED, len(rows)]).permutation(len(rows))
-        pick = torch.as_tensor(shuffle[(step * k + np.arange(k)) % len(rows)])
+        pick = torch.as_tensor(_shuffle(len(rows))[(step * k + np.arange(k)) % len(rows)])
         out.append(rows[pick])
     width = max(len(rows) for rows in out)  # pad (repeating rows) only up to the largest replica
     out = [rows[torch.arange(width) % len(rows)] for rows in out]

@@ -406,15 +406,17 @@ def train_replicas(
     rec = _Recorder(list(record_replicas) if record_every else [], centres, amps)
     losses = np.empty((epochs, B))
 
-    reseed_epochs = {int(round(q * epochs)) for q in reseed_at} if reseed and epochs else set()
+    # epoch -> index of the re-seeding there (each call scores its own candidate subset)
+    reseed_step = {e: i for i, e in enumerate(sorted({int(round(q * epochs)) for q in reseed_at}))
+                   } if reseed and epochs else {}
     n_moved = np.zeros(B, dtype=np.int64)
     fn, block = _Kernels.get(fused, float(N) * B * M * epochs)
 
     sqrt_d = math.sqrt(centres.shape[-1])
     for e in range(epochs):
         sigma = float(widths[e])
-        if e in reseed_epochs:
-            cand_idx = candidate_rows(dw, n_candidates, step=sorted(reseed_epochs).index(e))
+        if e in reseed_step:
+            cand_idx = candidate_rows(dw, n_candidates, step=reseed_step[e])
             n_moved += reseed_kernels(Xa, chunks, centres, amps, sigma, r, dw, off, comp, opt, cand_idx,
                                       reseed_margin, budget=chunk_elements(X.device), block=block)
         loss, ga, gmu = _loss_and_grad(Xa, chunks, centres, amps, sigma, r, dw, off, comp, fn=fn)
@@ -437,7 +439,7 @@ def train_replicas(
     )
     if rec.replicas:
         rec.record(epochs, sigma, final)
-    converged = _settled(losses, final, convergence_tol, since=max(reseed_epochs, default=0))
+    converged = _settled(losses, final, convergence_tol, since=max(reseed_step, default=0))
     history = rec.arrays()
     history["n_reseeded"] = n_moved[rec.replicas]
     return TrainResult(
