@@ -15,6 +15,7 @@ Usage::
 
     python benchmarks/tune_defaults.py --out tuning
     python benchmarks/tune_defaults.py --variants default,M4,M16 --scenarios square2d:0.05 --n-toys 10 --out /tmp/t
+    python benchmarks/tune_defaults.py --variants default,broad4 --aggregate default+broad4 --out tuning
 """
 
 from __future__ import annotations
@@ -23,11 +24,18 @@ import argparse
 import json
 from pathlib import Path
 
-from sparker.app.bench import power_study
+import numpy as np
+from scipy import stats as st
 
-#: label -> SparKer settings changed from the defaults
+from sparker.app.bench import power_study
+from sparker.stats import AGGREGATIONS, aggregate, binomial_interval
+
+#: label -> SparKer settings changed from the defaults (one configuration, the default narrow
+#: ensemble, unless ``scales`` says otherwise)
 VARIANTS = {
     "default": {},
+    # the calibrated test's default: the three scales of sparker.config.SCALES, min-p
+    "multi": {"scales": "multi"},
     "M4": {"n_kernels": 4},
     "M16": {"n_kernels": 16},
     "epochs300": {"epochs": 300},
@@ -50,6 +58,10 @@ VARIANTS = {
     # the same with four broad kernels (smooth signed modulations such as perturbed_uniform)
     "three-scale-b4": {"layers": [{"n_kernels": 4, "sigma_end_quantile": 0.3, "epochs": 300},
                                   {"n_kernels": 4, "sigma_end_quantile": 0.05, "epochs": 500}, {}]},
+    # cheap broad configurations, for min-p aggregation with the default (``--aggregate``)
+    "broad4": {"n_kernels": 4, "sigma_end_quantile": 0.05, "epochs": 300},
+    "broad2": {"n_kernels": 2, "sigma_end_quantile": 0.3, "epochs": 300},
+    "mid4": {"n_kernels": 4, "sigma_end_quantile": 0.02, "epochs": 500},
 }
 
 #: scenario -> the rare signal fraction the study uses by default
@@ -66,13 +78,40 @@ def _run(scenario, fraction, label, args):
     path = _cell(args.out, scenario, fraction, label)
     if path.exists():
         return json.loads(path.read_text())
+    settings = {"scales": "single", **VARIANTS[label]}  # a variant is one configuration unless it says
     study = power_study(scenario, methods=["sparker"], fractions=[0.0, fraction], n_toys=args.n_toys,
                         n_null_draws=args.n_null_draws, seed=args.seed, threads=1,
-                        options={"sparker": VARIANTS[label]})
+                        options={"sparker": settings})
     row = study.rows[1]
+    null, signal = (v.tolist() for v in study.statistics["sparker"])
     out = {"scenario": scenario, "variant": label, "settings": VARIANTS[label], **row,
-           "params": study.params}
+           "params": study.params, "null_statistics": null, "signal_statistics": signal}
     path.write_text(json.dumps(out))
+    return out
+
+
+def _aggregated(rows, combo: str, rule: str, alpha: float = 0.05) -> list[dict]:
+    """Rows of the calibrated min-p (or ``rule``) aggregation of the variants in ``combo``
+    ("a+b+c"): every variant ran on the same draws, so each draw has one statistic per
+    variant; each signal draw is tested against the null draws with :func:`aggregate`.
+    The CPU cost is the sum of the variants' (the configurations share the toys, not the fits)."""
+    parts = combo.split("+")
+    cell = {(r["variant"], r["scenario"]): r for r in rows}
+    out = []
+    for scenario in dict.fromkeys(r["scenario"] for r in rows):
+        cells = [cell.get((v, scenario)) for v in parts]
+        if any(c is None or "null_statistics" not in c for c in cells):
+            continue
+        null = np.column_stack([c["null_statistics"] for c in cells])  # (n_null, K)
+        signal = np.column_stack([c["signal_statistics"] for c in cells])  # (n_signal, K)
+        p = np.array([aggregate(t, null, method=rule).pvalue for t in signal])
+        k = int(np.sum(p <= alpha))
+        lo, hi = binomial_interval(k, len(p), level=0.6827)
+        z = st.norm.isf(np.minimum(p, len(null) / (len(null) + 1.0)))
+        out.append({**cells[0], "variant": combo, "settings": [c["settings"] for c in cells],
+                    "power": k / len(p), "ci_low": float(lo), "ci_high": float(hi),
+                    "median_z": float(np.median(z)),
+                    "cpu_seconds_per_draw": sum(c["cpu_seconds_per_draw"] for c in cells)})
     return out
 
 
@@ -105,6 +144,11 @@ def main(argv=None):
     p.add_argument("--n-null-draws", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--aggregate", default="",
+                   help="comma-separated combinations of variants joined by '+' (e.g. default+broad4), "
+                        "each evaluated as a calibrated aggregation of its variants' statistics on the "
+                        "same draws (every variant in it must be in --variants)")
+    p.add_argument("--rule", default="minp", choices=sorted(AGGREGATIONS))
     p.add_argument("--report", action="store_true",
                    help="only tabulate the results already in --out (run nothing)")
     args = p.parse_args(argv)
@@ -125,6 +169,13 @@ def main(argv=None):
                 if (q := _cell(args.out, s, f, v)).exists()]
     else:
         rows = [_run(s, f, v, args) for v in labels for s, f in plan]
+    combos = [c for c in args.aggregate.split(",") if c]
+    for combo in combos:
+        missing = sorted(set(combo.split("+")) - set(labels))
+        if missing:
+            p.error(f"--aggregate: {combo!r} uses variants {missing} that are not in --variants")
+        rows += _aggregated(rows, combo, args.rule)
+    labels = labels + combos
     lines = [f"{args.n_toys} signal and {args.n_null_draws} null draws per cell; CPU seconds per fit, "
              "one thread.", "",
              "| scenario | fraction | variant | power (68% CI) | median Z | CPU s/fit | power / CPU-s |",

@@ -106,6 +106,25 @@ def test_sparker_statistic_mode_runs_and_is_reproducible():
         assert np.all(np.isfinite(x))
 
 
+def test_sparker_scales_are_aggregated_like_the_calibrated_test():
+    from sparker.stats import aggregate, binomial_interval
+
+    study = power_study("square2d", methods=["sparker"], fractions=[0.1], n_toys=3, n_null_draws=4,
+                        params={"n_reference": 600, "n_background": 100}, seed=2,
+                        options={"sparker": {"scales": "multi", "lr_centres": 0.1}})
+    null, alt = study.statistics["sparker"]
+    assert null.shape == (4, 3) and alt.shape == (3, 3)
+    p = np.array([aggregate(t, null).pvalue for t in alt])
+    k = int(np.sum(p <= 0.05))
+    row = study.rows[1]
+    assert row["power"] == k / 3 and (row["ci_low"], row["ci_high"]) == binomial_interval(k, 3, level=0.6827)
+    json.dumps(study.to_dict())
+    single = power_study("square2d", methods=["sparker"], fractions=[0.1], n_toys=3, n_null_draws=4,
+                         params={"n_reference": 600, "n_background": 100}, seed=2,
+                         options={"sparker": {"scales": "single", "lr_centres": 0.1}})
+    np.testing.assert_array_equal(single.statistics["sparker"][1], alt[:, 0])  # the narrow scale
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"scenario": "nope"}, "scenario"),
     ({"methods": ["sparker", "nope"]}, "methods"),

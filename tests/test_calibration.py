@@ -433,6 +433,57 @@ def test_aggregation_runs_every_configuration_on_the_same_toys(ref):
     json.dumps(res.to_dict())
 
 
+# ------------------------------------------------------------------ scales
+def test_default_test_runs_three_scales_on_the_same_toys_and_shows_the_best():
+    R, D = uniform(300, seed=1), uniform(30, seed=2)
+    res = sparker.test(R, D, n_null=4, seed=1)
+    assert [(s["n_kernels"], s["sigma_end_quantile"], s["epochs"]) for s in res.settings] == [
+        (8, 0.003, 1000), (4, 0.02, 500), (4, 0.05, 300)]
+    pc = res.per_config
+    null = np.asarray(pc["null_statistics"])
+    assert null.shape == (4, 3) and res.chi2 is None
+    assert res.pvalue == aggregate(pc["statistics"], null).pvalue
+    shown = pc["shown"]
+    assert shown == int(np.argmin(pc["pvalues"]))
+    assert res.model.n_kernels == res.settings[shown]["n_kernels"]
+    assert res.model.statistic_ == pc["statistics"][shown]
+    text = res.verdict()["text"]
+    assert "combines 3 configurations on the same toys" in text
+    assert f"those of configuration {shown + 1} ({res.settings[shown]['n_kernels']} kernels" in text
+    # a kernel-count (or width, epochs, layers) setting means exactly that configuration
+    one = sparker.test(R, D, n_null=4, seed=1, n_kernels=8)
+    assert len(one.settings) == 1 and one.per_config is None
+    assert one.statistic == pc["statistics"][0]  # the narrow scale is the plain default fit
+    np.testing.assert_array_equal(one.null_distribution, null[:, 0])
+
+
+def test_scales_resolve_from_the_settings():
+    from sparker.calibration.api import resolve_scales, training_configs
+    from sparker.config import SCALE_SETTINGS, SCALES
+
+    assert resolve_scales("auto", {}) == "multi"
+    assert resolve_scales("auto", {"lr_centres": 0.1}) == "multi"
+    assert all(resolve_scales("auto", {name: 1}) == "single" for name in SCALE_SETTINGS)
+    assert resolve_scales("single", {}) == "single" and resolve_scales("multi", {"n_kernels": 2}) == "multi"
+    assert len(training_configs({})) == len(SCALES["multi"]) == 3
+    assert training_configs({}, "single") == [sparker.TrainingConfig()]
+    assert all(c.lr_centres == 0.1 for c in training_configs({"lr_centres": 0.1}))
+    assert len(training_configs({"lr_centres": [0.1, 0.2]}, "multi")) == 6
+    # a scale that repeats the given configuration runs once
+    same = training_configs({"n_kernels": 4, "sigma_end_quantile": 0.02, "epochs": 500}, "multi")
+    assert len(same) == 2 and same[0].n_kernels == 4
+    with pytest.raises(ValueError, match="^scales:"):
+        training_configs({"layers": [{"n_kernels": 2}]}, "multi")
+    with pytest.raises(ValueError, match="^scales:"):
+        sparker.test(uniform(300), uniform(30), scales="many")
+
+
+def test_reusing_a_calibration_with_other_scales_is_refused(ref, cal):
+    with pytest.raises(ValueError, match="^scales: 'multi' gives 3"):
+        sparker.test(ref, uniform(100, seed=2), calibration=cal, scales="multi")
+    assert sparker.test(ref, uniform(100, seed=2), calibration=cal, scales="single").n_null == 19
+
+
 @pytest.mark.parametrize("method", ["fisher", "meanp"])
 def test_other_aggregations(ref, method):
     c = sparker.calibrate(ref, 100, n_null=9, seed=2, n_kernels=[2, 3], epochs=60, reseed=False,

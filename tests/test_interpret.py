@@ -165,6 +165,27 @@ def test_kernel_table_matches_hand_computation(tiny):
     assert m.kernels_[clump]["local_z"] > 3 and m.kernels_[clump]["active"]
 
 
+def test_a_kernel_far_in_a_tail_has_a_finite_log_ratio(tiny):
+    # a data point far beyond the reference: the reference's expected count there is
+    # subnormal, and the quotient n_data / n_reference overflowed to an infinite log ratio
+    R, D, _m = tiny
+    far = SparKer(**{**TINY, "n_kernels": 1}).fit(R, D)
+    L, st = far.layers_[0], far.standardizer_
+    # 1.89 standardised units beyond the last reference point, width 0.05: a subnormal expected count
+    centre = float(st.transform(R).max()) + 1.89
+    Df = np.concatenate([D, [[centre * st.scale[0] + st.mean[0]]]])
+    Rs, Ds = st.transform(R), st.transform(Df)
+    L["centres"] = torch.tensor([[centre]], dtype=L["centres"].dtype)
+    L["amplitudes"] = torch.tensor([3.0], dtype=L["amplitudes"].dtype)
+    stack = KernelStack([L["centres"]], [L["amplitudes"]], [0.05], far.competition)
+    with np.errstate(over="raise", divide="raise"):
+        row = kernel_table(stack, st, ["x0"], far.a_max, Rs, Ds,
+                           np.full(len(R), len(Df) / len(R)), np.ones(len(Df)))[0]
+    assert 0 < row["n_reference"] < 1e-309 and row["n_data"] == pytest.approx(1.0)
+    assert row["log_ratio"] == pytest.approx(math.log(row["n_data"]) - math.log(row["n_reference"]))
+    assert math.isfinite(row["log_ratio"]) and row["log_ratio"] > 650
+
+
 def test_duplicate_kernels_on_one_region_are_flagged(tiny):
     R, D, _m = tiny
     dup = SparKer(**TINY).fit(R, D)

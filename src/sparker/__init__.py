@@ -6,14 +6,22 @@ inspected sample over- or under-populates a reference sample
 (Grosso et al., arXiv 2511.03095).
 """
 
-from . import baselines, scenarios
-from ._version import __version__
-from ._warnings import ConvergenceWarning, SparKerWarning
-from .calibration import Calibration, calibrate, test
-from .config import LayerConfig, NullConfig, RunConfig, TrainingConfig
-from .estimator import SparKer
-from .monitor import Monitor
-from .results import TestResult
+import os as _os
+
+from .core.threads import REPRODUCIBLE_ENV as _REPRODUCIBLE
+
+# matrix products that do not depend on the thread count (MKL reads this at its first
+# product; a value the user set is kept): see sparker.core.threads
+_os.environ.setdefault(*_REPRODUCIBLE)
+
+from . import baselines, scenarios  # noqa: E402
+from ._version import __version__  # noqa: E402
+from ._warnings import ConvergenceWarning, SparKerWarning  # noqa: E402
+from .calibration import Calibration, calibrate, test  # noqa: E402
+from .config import LayerConfig, NullConfig, RunConfig, TrainingConfig  # noqa: E402
+from .estimator import SparKer  # noqa: E402
+from .monitor import Monitor  # noqa: E402
+from .results import TestResult  # noqa: E402
 
 __all__ = [
     "SparKer", "TrainingConfig", "LayerConfig", "NullConfig", "RunConfig", "scenarios", "baselines",

@@ -51,7 +51,7 @@ from .stats import AGGREGATIONS
 
 __all__ = [
     "TrainingConfig", "LayerConfig", "NullConfig", "RunConfig", "validate_config", "validate_options",
-    "option_values", "OPTION_CHECKS", "A_MAX_LIMIT",
+    "option_values", "OPTION_CHECKS", "A_MAX_LIMIT", "SCALES", "SCALE_SETTINGS",
 ]
 
 #: Largest accepted ``a_max``: with ``|f| <= a_max`` (one layer, softmax gates), exp(f)
@@ -212,6 +212,25 @@ def validate_config(cfg: TrainingConfig) -> None:
         raise ValueError(f"record_every: must be an integer >= 0, got {cfg.record_every!r}")
 
 
+# ------------------------------------------------------------------ scales of the calibrated test
+#: Scale presets of the calibrated test (:attr:`NullConfig.scales`): per preset, one dict
+#: per configuration of the settings it changes.  The configurations run on the same
+#: toys and their p-values are combined by ``aggregation`` (min-p by default), so the
+#: test sees both small dense clumps (the default narrow ensemble) and broader or
+#: moderate excesses (four kernels ending at wider widths), at a calibrated price.  The
+#: study behind the choice is in ``docs/defaults.md`` ("Scales").
+SCALES: dict[str, tuple[dict, ...]] = {
+    "single": ({},),
+    "multi": ({}, {"n_kernels": 4, "sigma_end_quantile": 0.02, "epochs": 500},
+              {"n_kernels": 4, "sigma_end_quantile": 0.05, "epochs": 300}),
+}
+
+#: Settings that choose the scale of the fit: given any of them, ``scales="auto"`` runs
+#: exactly the configuration(s) they describe (``single``); else the ``multi`` preset.
+SCALE_SETTINGS = ("n_kernels", "epochs", "sigma_end", "sigma_end_quantile", "sigma_start",
+                  "sigma_start_quantile", "layers")
+
+
 # ------------------------------------------------------------------ null toys and how they run
 def _option(default, help: str, kind: str, **metadata):
     """A field of :class:`NullConfig` or :class:`RunConfig` (metadata keys: module notes)."""
@@ -260,8 +279,14 @@ class NullConfig:
         Resample toys with Poisson(``N_0``) data counts; default: True when
         ``n_expected`` is given.
     aggregation : {"minp", "fisher", "meanp"}, default="minp"
-        How configurations given as lists of settings are combined
-        (:data:`sparker.stats.AGGREGATIONS`).
+        How several configurations (scales, or settings given as lists) are
+        combined (:data:`sparker.stats.AGGREGATIONS`).
+    scales : {"auto", "multi", "single"}, default="auto"
+        ``multi`` runs every configuration once per scale of :data:`SCALES`
+        (the default narrow ensemble plus two broader four-kernel ones, on
+        the same toys, aggregated); ``single`` runs the settings as given;
+        ``auto`` is ``multi`` unless a setting of :data:`SCALE_SETTINGS` is
+        given.
     data_tolerance : float, default=3
         With Poisson toys and no ``n_expected`` (a shape-only test), a
         calibration accepts samples whose size is within
@@ -282,8 +307,12 @@ class NullConfig:
                                        fixed=True, metavar="N0", default_text="the data count")
     poisson: bool | None = _option(None, "draw each toy's data count from Poisson(N_0)", "switch",
                                    fixed=True, default_text="yes when --n-expected is given")
-    aggregation: str = _option("minp", "how configurations given as lists are combined", "choice",
-                               choices=AGGREGATIONS, fixed=True)
+    aggregation: str = _option("minp", "how configurations (scales, settings given as lists) are combined",
+                               "choice", choices=AGGREGATIONS, fixed=True)
+    scales: str = _option("auto", "multi: the default narrow ensemble and two broader ones on the same "
+                          "toys, aggregated; single: the settings as given; auto: multi unless a "
+                          "width, kernel-count, epochs or layers setting is given", "choice",
+                          choices=("auto", *SCALES))
     data_tolerance: float = _option(3.0, "accepted distance of a sample's size from N_0, in units "
                                     "of sqrt(N_0) (Poisson toys without n_expected)", "non_negative", fixed=True,
                                     commands=())

@@ -62,7 +62,7 @@ from .interpret import (
 from .model.ensemble import fit_stack, resolve_widths
 from .model.trainer import TrainResult
 
-__all__ = ["SparKer", "FORMAT_VERSION", "NotFittedError"]
+__all__ = ["SparKer", "FORMAT_VERSION", "NotFittedError", "from_config"]
 
 
 #: The training defaults, written once in :class:`~sparker.config.TrainingConfig`.
@@ -478,6 +478,14 @@ class SparKer(BaseEstimator):
         return {"statistic": self.statistic_, "converged": self.converged_, "n_features": self.n_features_in_,
                 "feature_names": self.feature_names_in_, "settings": self.config_.to_dict(), "seed": self.seed,
                 "kernels": self.kernels_}
+
+
+def from_config(config: TrainingConfig, **params) -> SparKer:
+    """An unfitted model with the settings of ``config`` and further ``params`` (``seed``,
+    ``n_expected``, ``device``): the inverse of :meth:`SparKer.training_config`."""
+    settings = config.to_dict()
+    settings["layers"] = settings["layers"] or None
+    return SparKer(**settings, **params)
 
 
 def _check_fit_inputs(reference, data, reference_weight, data_weight, cfg: TrainingConfig,

@@ -436,7 +436,8 @@ def kernel_table(stack: KernelStack, standardizer, feature_names: list[str], a_m
             "width_original": dict(zip(feature_names, (widths[g] * standardizer.scale).tolist())),
             "n_data": float(n_d[g]),
             "n_reference": float(n_r[g]),
-            "log_ratio": float(math.log(n_d[g] / n_r[g])) if n_d[g] > 0 and n_r[g] > 0 else None,
+            # in logs: a tiny expected count (a kernel far out in a tail) overflows the quotient
+            "log_ratio": float(math.log(n_d[g]) - math.log(n_r[g])) if n_d[g] > 0 and n_r[g] > 0 else None,
             "local_z": float(z[g]) if math.isfinite(z[g]) else None,
             "active": bool(active[g]),
             "duplicate_of": None if duplicate_of[g] < 0 else int(duplicate_of[g]),

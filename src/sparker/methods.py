@@ -22,10 +22,13 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 from .baselines import BASELINES
 from .baselines.c2st import c2st_statistic
 from .calibration import test as sparker_test
-from .estimator import SparKer
+from .calibration.api import training_configs
+from .estimator import from_config
 from .results import TestResult
 
 __all__ = ["Method", "METHODS", "BASELINE_OPTIONS"]
@@ -42,7 +45,8 @@ class Method:
         ``(reference, data, **keywords) -> TestResult``.
     statistic : callable
         ``(reference, data, *, seed, **options) -> float``: the observed
-        statistic of one fit.
+        statistic of one fit (SparKer's: an array of shape (K,) when its
+        test runs K configurations, which a power study aggregates).
     options : frozenset of str
         Keywords of ``test`` the command line may pass (null-toy and run
         options, per-point weights).
@@ -60,8 +64,12 @@ class Method:
     calibration: bool = False
 
 
-def _sparker_statistic(reference, data, *, seed: int, **settings) -> float:
-    return SparKer(seed=seed, **settings).fit(reference, data).statistic_
+def _sparker_statistic(reference, data, *, seed: int, scales: str = "auto", **settings):
+    """One fit per configuration of the calibrated test with these settings: a float for
+    one, an array (K,) for several (scales); a power study combines them as the test does."""
+    t = [from_config(cfg, seed=seed).fit(reference, data).statistic_
+         for cfg in training_configs(settings, scales)]
+    return t[0] if len(t) == 1 else np.asarray(t, dtype=np.float64)
 
 
 def _observed(test: Callable[..., TestResult], **fixed) -> Callable[..., float]:

@@ -52,9 +52,12 @@ class TestResult:
         when aggregating or with fewer than 2 toys.
     per_config : dict or None
         With several configurations: ``aggregation``, ``statistics`` (K,),
-        ``pvalues`` (K,) and ``null_statistics`` (n_null, K).
+        ``pvalues`` (K,), ``null_statistics`` (n_null, K) and ``shown``, the
+        configuration whose model is :attr:`model`.
     model : SparKer or None
-        The fitted observed model (first configuration).
+        The fitted observed model: with several configurations, the one with the
+        smallest p-value (the first on ties), so the regions shown are those of
+        the scale that saw the most.
     converged : bool
         Whether the observed fit's loss settled.
     n_flagged : int or None
@@ -123,6 +126,8 @@ class TestResult:
         else:
             text = (f"No significant difference at alpha = {alpha:g}: p = {p:.3g} (Z = {z:.2f}), "
                     f"from {n_null} null toys.")
+        if self.per_config is not None:
+            text += " " + self._configurations_text()
         if p <= self.resolution + 1e-15:
             text += " " + self._resolution_text()
         if self.resolution > alpha:
@@ -137,6 +142,21 @@ class TestResult:
                    f"{self.resolution:.3g}), Z = {z:.2f}, {n_null} null toys ({self.null_mode}){loss}")
         return {"calibrated": True, "significant": bool(significant), "alpha": alpha, "summary": summary,
                 "asymptotic_zscore": self.asymptotic_zscore, "text": text}
+
+    def _configurations_text(self) -> str:
+        """Which configurations (scales) were combined, their own p-values, and the one shown."""
+        pc = self.per_config
+        pvalues = ", ".join(f"{float(x):.3g}" for x in pc["pvalues"])
+        text = (f"It combines {len(pc['pvalues'])} configurations on the same toys ({pc['aggregation']} "
+                f"of their p-values {pvalues}).")
+        shown = pc.get("shown")
+        if shown is not None and shown < len(self.settings):
+            cfg = self.settings[shown]
+            width = (f"end width {cfg['sigma_end']:g}" if cfg.get("sigma_end") is not None
+                     else f"end width at the {cfg['sigma_end_quantile']:g} distance quantile")
+            text += (f" The regions shown are those of configuration {shown + 1} ({cfg['n_kernels']} kernels, "
+                     f"{width}).")
+        return text
 
     def _resolution_text(self) -> str:
         """What a p-value at its resolution means: the toys a larger Z needs, the trusted extrapolation."""

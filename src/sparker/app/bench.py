@@ -52,7 +52,7 @@ from .._validation import check_choice, check_fraction, check_int
 from ..core import backends
 from ..io import atomic_write_text, write_json
 from ..methods import METHODS
-from ..stats import binomial_interval, empirical_pvalue, power
+from ..stats import aggregate, binomial_interval, empirical_pvalue
 
 log = logging.getLogger(__name__)
 
@@ -156,12 +156,13 @@ def _draw(shared: dict, method: str, fraction: float, scenario_seed: int, method
     reference, data, _ = _LAST_DRAW[key]
     start, cpu = time.perf_counter(), time.process_time()
     options = shared.get("options", {}).get(method, {})
-    if shared["mode"] == "statistic":
+    if shared["mode"] == "statistic":  # SparKer's scales: one statistic each
         t, p = STATISTICS[method](reference, data, seed=method_seed, **options), math.nan
     else:
         result = TESTS[method](reference, data, n_null=shared["n_null"], seed=method_seed, **options)
         t, p = result.statistic, result.pvalue
-    return float(t), float(p), time.perf_counter() - start, time.process_time() - cpu
+    t = np.asarray(t, dtype=np.float64) if np.ndim(t) else float(t)
+    return t, float(p), time.perf_counter() - start, time.process_time() - cpu
 
 
 def _seeds(seed: int, i_fraction: int, n: int) -> list[tuple[int, int]]:
@@ -187,7 +188,8 @@ class PowerStudy:
     fractions : list of float
     methods : list of str
     statistics : dict
-        ``statistics[method][i]`` is the (n_toys,) array of statistics at ``fractions[i]``.
+        ``statistics[method][i]`` is the (n_toys,) array of statistics at ``fractions[i]``
+        ((n_toys, K) for SparKer running K scales in ``statistic`` mode).
     pvalues : dict
         Same shape; calibrated p-values (NaN in ``statistic`` mode).
     seconds : dict
@@ -261,14 +263,28 @@ def _fmt_z(z) -> str:
     return f"{z:.2f}" if math.isfinite(z) else ("inf" if z > 0 else "-inf")
 
 
+def _draw_pvalues(null: np.ndarray, alt: np.ndarray) -> np.ndarray:
+    """Empirical p-value of every signal draw against the null draws, shape (n_alt,).
+
+    One statistic per draw (shape (n,)): ``(1 + #{null >= t}) / (n_null + 1)``.  Several
+    (shape (n, K), SparKer's scales): each signal draw's K statistics are combined with
+    the null draws' exactly as the calibrated test combines them with its toys
+    (:func:`~sparker.stats.aggregate`, min-p).
+    """
+    if alt.ndim == 1:
+        return np.asarray(empirical_pvalue(alt, null), dtype=np.float64)
+    return np.array([aggregate(t, null).pvalue for t in alt], dtype=np.float64)
+
+
 def _empirical_z(null: np.ndarray, alt: np.ndarray) -> tuple[float, float, float]:
     """Median, 16 % and 84 % quantiles of Phi^-1(1 - p) of ``alt`` against ``null`` draws.
 
-    ``p`` lies in ``[1/(n+1), 1]``; it is capped at ``n/(n+1)`` so that Z stays
-    finite and symmetric: ``|Z| <= Phi^-1(1 - 1/(n+1))``, the resolution of ``n`` draws.
+    ``p`` (:func:`_draw_pvalues`) lies in ``[1/(n+1), 1]``; it is capped at ``n/(n+1)`` so
+    that Z stays finite and symmetric: ``|Z| <= Phi^-1(1 - 1/(n+1))``, the resolution of
+    ``n`` draws.
     """
     n = null.shape[0]
-    p = np.minimum(np.asarray(empirical_pvalue(alt, null), dtype=np.float64), n / (n + 1.0))
+    p = np.minimum(_draw_pvalues(null, alt), n / (n + 1.0))
     z = st.norm.isf(p)
     q50, q16, q84 = np.quantile(z, [0.5, 0.16, 0.84], method="inverted_cdf")
     return float(q50), float(q16), float(q84)
@@ -291,8 +307,9 @@ def _rows(methods, fractions, stats, pvals, secs, cpus, mode, alpha) -> list[dic
                     lo99, hi99 = type1_acceptance(t.shape[0], alpha)
                     row.update(type1_ok=bool(lo99 <= k <= hi99), type1_range=[lo99, hi99])
             elif null_index is not None and i != null_index:
-                pw = power(stats[m][null_index], t, alpha)
-                row.update(power=float(pw.power[0]), ci_low=float(pw.ci_low[0]), ci_high=float(pw.ci_high[0]))
+                k = int(np.sum(_draw_pvalues(stats[m][null_index], t) <= alpha))
+                lo, hi = binomial_interval(k, t.shape[0], level=0.6827)
+                row.update(power=k / t.shape[0], ci_low=float(lo), ci_high=float(hi))
             else:  # the null draws themselves define the thresholds: no power to report
                 row.update(power=None, ci_low=None, ci_high=None)
             if null_index is not None and i != null_index:
@@ -379,9 +396,9 @@ def _tasks(methods, fractions, seed: int, n_toys: int, n_null_draws: int | None)
     return tasks
 
 
-def _run_draws(backend_impl, shared: dict, tasks: list[tuple], progress: bool) -> np.ndarray:
-    """(t, p, seconds, CPU seconds) of every task: (n_tasks, 4)."""
-    out = np.full((len(tasks), 4), np.nan)
+def _run_draws(backend_impl, shared: dict, tasks: list[tuple], progress: bool) -> list:
+    """(t, p, seconds, CPU seconds) of every task, in task order (t: a float, or (K,))."""
+    out: list = [None] * len(tasks)
     bar = progress_bar(len(tasks), enabled=progress, desc=f"power {shared['scenario']}", unit="draw")
 
     def on_result(k, value):
@@ -397,12 +414,14 @@ def _run_draws(backend_impl, shared: dict, tasks: list[tuple], progress: bool) -
     return out
 
 
-def _by_method(out: np.ndarray, tasks: list[tuple], methods, fractions) -> list[dict]:
-    """Statistics, p-values, seconds and CPU seconds as ``{method: [array per fraction]}``."""
+def _by_method(out: list, tasks: list[tuple], methods, fractions) -> list[dict]:
+    """Statistics, p-values, seconds and CPU seconds as ``{method: [array per fraction]}``
+    (statistics of shape (n,), or (n, K) for a method with K statistics per draw)."""
     index: dict[tuple, list[int]] = {(m, f): [] for m in methods for f in fractions}
     for k, (m, f, *_rest) in enumerate(tasks):
         index[(m, f)].append(k)
-    columns = [{m: [out[index[(m, f)], c] for f in fractions] for m in methods} for c in range(4)]
+    columns = [{m: [np.array([out[k][c] for k in index[(m, f)]], dtype=np.float64) for f in fractions]
+                for m in methods} for c in range(4)]
     for m in methods:
         for i, f in enumerate(fractions):
             if not np.all(np.isfinite(columns[0][m][i])):

@@ -19,7 +19,7 @@ import numpy as np
 from .._validation import (
     check_array, check_device, check_feature_names, check_int, check_n_features, check_weights, column_names,
 )
-from ..config import NullConfig, RunConfig, TrainingConfig, validate_options
+from ..config import SCALE_SETTINGS, SCALES, NullConfig, RunConfig, TrainingConfig, validate_options
 from ..core.nulls import NullSpec, check_resample_weights, resolve_null_mode
 from ..core.streaming import fingerprint, standardized_pool
 from ..core.pool import preprocessing
@@ -31,7 +31,7 @@ from .calibration import Calibration, assemble_result, fit_observed, unit_data_w
 from .checkpoint import run_id
 from .toys import WIDTH_KEY, ToyProblem, child_seed, run_toys
 
-__all__ = ["calibrate", "test", "expand_settings", "fixed_mismatches"]
+__all__ = ["calibrate", "test", "expand_settings", "fixed_mismatches", "resolve_scales", "training_configs"]
 
 _NULL, _RUN = NullConfig(), RunConfig()  # the defaults, written once in config.py
 
@@ -60,6 +60,36 @@ def expand_settings(settings: dict) -> list[TrainingConfig]:
     for values in itertools.product(*grid.values()):
         params = {**fixed, **dict(zip(grid, values))}
         configs.append(SparKer(**params).training_config())
+    return configs
+
+
+def resolve_scales(scales: str, settings: dict) -> str:
+    """The scale preset that ``scales`` means with these settings: ``auto`` is ``single``
+    when a setting of :data:`~sparker.config.SCALE_SETTINGS` is given, else ``multi``."""
+    if scales != "auto":
+        return scales
+    return "single" if any(name in settings for name in SCALE_SETTINGS) else "multi"
+
+
+def training_configs(settings: dict, scales: str = "auto") -> list[TrainingConfig]:
+    """The configurations of a calibrated test, in order: every configuration of
+    :func:`expand_settings` at every scale of :data:`~sparker.config.SCALES` (duplicates once).
+
+    Raises
+    ------
+    ValueError
+        Naming ``scales``, for ``multi`` together with ``layers`` (a stack sets its own scales).
+    """
+    preset = resolve_scales(scales, settings)
+    if preset != "single" and settings.get("layers"):
+        raise ValueError(f"scales: {preset!r} sets the widths of a single block; with layers "
+                         "(a stack of its own scales) use scales='single'")
+    configs = []
+    for base in expand_settings(settings):
+        for changes in SCALES[preset]:
+            cfg = replace(base, **changes)
+            if cfg not in configs:
+                configs.append(cfg)
     return configs
 
 
@@ -102,6 +132,11 @@ def _check_reuse(calibration: Calibration, nulls: NullConfig, settings: dict) ->
     for name, value, theirs in fixed_mismatches(calibration, given):
         raise ValueError(f"{name}: {value!r} differs from the calibration's {theirs!r}; "
                          "leave it out or calibrate again")
+    if nulls.scales != "auto":  # the settings named are compared below
+        wanted, have = len(training_configs(settings, nulls.scales)), len(calibration.configs)
+        if wanted != have:
+            raise ValueError(f"scales: {nulls.scales!r} gives {wanted} configuration(s), the calibration "
+                             f"has {have}; leave it out or calibrate again")
     if settings:
         expand_settings(settings)  # validates names and values
         configs = calibration.settings_dicts()
@@ -188,7 +223,8 @@ def calibrate(
     reference, n_data: int, *, n_null: int = _NULL.n_null, seed: int = _NULL.seed, reference_weight=None,
     n_expected: float | None = _NULL.n_expected, poisson: bool | None = _NULL.poisson,
     aggregation: str = _NULL.aggregation, data_tolerance: float = _NULL.data_tolerance,
-    replica_chunk: int = _RUN.replica_chunk, backend: str = _RUN.backend, scheduler=_RUN.scheduler,
+    scales: str = _NULL.scales, replica_chunk: int = _RUN.replica_chunk, backend: str = _RUN.backend,
+    scheduler=_RUN.scheduler,
     n_workers: int | None = _RUN.n_workers, checkpoint=_RUN.checkpoint, progress: bool = _RUN.progress,
     device=_RUN.device, **settings,
 ) -> Calibration:
@@ -207,9 +243,10 @@ def calibrate(
     n_data : int
         Size of the inspected samples to be tested.
     reference_weight : array-like of shape (n_reference,), optional
-    n_null, seed, n_expected, poisson, aggregation, data_tolerance
+    n_null, seed, n_expected, poisson, aggregation, data_tolerance, scales
         How toys are made and combined: :class:`~sparker.config.NullConfig`
-        (100 toys, seed 0, exact counts unless ``n_expected`` is given).
+        (100 toys, seed 0, exact counts unless ``n_expected`` is given; by
+        default three scales aggregated with min-p, see :data:`~sparker.config.SCALES`).
     replica_chunk, backend, scheduler, n_workers, checkpoint, progress, device
         How toys run: :class:`~sparker.config.RunConfig` (in this process by
         default; a ``checkpoint`` file makes a killed run resumable).
@@ -227,7 +264,7 @@ def calibrate(
         Naming the offending argument, before any training.
     """
     nulls = NullConfig(n_null=n_null, null="resample", seed=seed, n_expected=n_expected, poisson=poisson,
-                       aggregation=aggregation, data_tolerance=data_tolerance)
+                       aggregation=aggregation, data_tolerance=data_tolerance, scales=scales)
     run = RunConfig(replica_chunk=replica_chunk, backend=backend, scheduler=scheduler, n_workers=n_workers,
                     checkpoint=checkpoint, progress=progress, device=device)
     validate_options(nulls)
@@ -237,7 +274,7 @@ def calibrate(
     n_data = check_int(n_data, name="n_data", minimum=1)
     resolve_null_mode("resample", R.shape[0], n_data)
     check_resample_weights(_resample_spec(R.shape[0], n_data, nulls), wr)
-    configs = standardization(expand_settings(settings), "resample")
+    configs = standardization(training_configs(settings, scales), "resample")
     _check_several(configs, n_null)
     return _calibrate(R, wr, n_data, nulls, run, configs, check_device(device, dev))
 
@@ -246,7 +283,7 @@ def test(
     reference, data, *, n_null: int = _NULL.n_null, null: str = _NULL.null, seed: int = _NULL.seed,
     calibration: Calibration | None = None, reference_weight=None, data_weight=None,
     n_expected: float | None = _NULL.n_expected, poisson: bool | None = _NULL.poisson,
-    aggregation: str = _NULL.aggregation, replica_chunk: int = _RUN.replica_chunk,
+    aggregation: str = _NULL.aggregation, scales: str = _NULL.scales, replica_chunk: int = _RUN.replica_chunk,
     backend: str = _RUN.backend, scheduler=_RUN.scheduler, n_workers: int | None = _RUN.n_workers,
     checkpoint=_RUN.checkpoint, progress: bool = _RUN.progress, device=_RUN.device, **settings,
 ) -> TestResult:
@@ -260,11 +297,15 @@ def test(
     ----------
     reference : array-like of shape (n_reference, n_features)
     data : array-like of shape (n_data, n_features)
-    n_null, null, seed, n_expected, poisson, aggregation
+    n_null, null, seed, n_expected, poisson, aggregation, scales
         How toys are made and combined: :class:`~sparker.config.NullConfig`
         (100 toys; ``null="auto"`` resamples the reference when
         ``n_reference >= 5 n_data``, else permutes the pooled samples;
-        ``TestResult.null_mode`` says which was used).
+        ``TestResult.null_mode`` says which was used).  Unless a width,
+        kernel-count, epochs or layers setting is given, the test runs three
+        scales on the same toys (the default narrow ensemble and two broader
+        four-kernel ones, :data:`~sparker.config.SCALES`) and combines their
+        p-values with ``aggregation``; ``scales="single"`` runs one.
     calibration : Calibration, optional
         Reuse a calibration (:func:`calibrate`) instead of running toys.  It
         must have been made with this reference (fingerprint), these settings
@@ -301,7 +342,7 @@ def test(
         Naming the offending argument, before any training.
     """
     nulls = NullConfig(n_null=n_null, null=null, seed=seed, n_expected=n_expected, poisson=poisson,
-                       aggregation=aggregation)
+                       aggregation=aggregation, scales=scales)
     if calibration is not None:
         _check_reuse(calibration, nulls, settings)
         D, names_d, dev = check_array(data, name="data", min_samples=1, lean=True)
@@ -329,7 +370,7 @@ def _run_test(reference, data, reference_weight, data_weight, nulls: NullConfig,
     device = check_device(run.device, dev_r, dev_d)
     if mode == "permutation":
         _check_permutation(wr, None, nulls.poisson)
-    configs = standardization(expand_settings(settings), mode)
+    configs = standardization(training_configs(settings, nulls.scales), mode)
     _check_several(configs, nulls.n_null)
     widths = None  # permutation: the observed fit derives them as the toys did
     if mode == "resample":

@@ -25,7 +25,7 @@ from ..core.nulls import NullSpec, toy_weights
 from ..core.order import canonical_order
 from ..core.schedules import MIN_WIDTH
 from ..core.streaming import fingerprint
-from ..estimator import SparKer
+from ..estimator import from_config
 from ..io import read_archive, write_archive
 from ..results import TestResult
 from ..stats import AGGREGATIONS, aggregate, empirical_pvalue, fit_chi2, zscore
@@ -382,9 +382,7 @@ def fit_observed(R, D, wr, wd, configs, seed, n_expected, device, widths=None, h
     for k, cfg in enumerate(configs):
         if widths is not None:
             cfg = with_widths(cfg, widths[k])
-        params = cfg.to_dict()
-        params["layers"] = params["layers"] or None
-        model = SparKer(**params, n_expected=n_expected, seed=seed, device=device)
+        model = from_config(cfg, n_expected=n_expected, seed=seed, device=device)
         model.fit(R, D, reference_weight=wr, data_weight=wd)
         t.append(model.statistic_)
         models.append(model)
@@ -411,6 +409,8 @@ def assemble_result(t_obs, null, models, configs, seed, aggregation, null_mode) 
             chi2=chi2, model=models[0], converged=converged,
         )
     agg = aggregate(t_obs, null, method=aggregation)
+    # the model shown is the configuration that saw the most (smallest p; ties: the first)
+    best = int(np.argmin(agg.per_config_pvalues))
     per_config = {
         "aggregation": aggregation,
         "statistics": [float(x) for x in t_obs],
@@ -420,6 +420,6 @@ def assemble_result(t_obs, null, models, configs, seed, aggregation, null_mode) 
     return TestResult(
         statistic=float(agg.statistic), pvalue=float(agg.pvalue), zscore=float(agg.zscore),
         null_distribution=np.asarray(agg.null_distribution), null_mode=null_mode, n_null=null.shape[0],
-        settings=settings, seed=seed, chi2=None, per_config=per_config, model=models[0],
-        converged=converged,
+        settings=settings, seed=seed, chi2=None, per_config={**per_config, "shown": best},
+        model=models[best], converged=converged,
     )

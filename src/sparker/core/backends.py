@@ -7,9 +7,10 @@ training settings); it is sent to each worker once, not once per task.
 
 The caller cuts the work into the same tasks whatever the back end, and every
 null toy depends only on its own seed, so for a fixed seed all back ends give
-the same null statistics (up to the thread count of the BLAS library: run the
-main process with as many torch threads as a worker, e.g. one, for bitwise
-identical results).
+the same null statistics, bit for bit: the matrix products do not depend on the
+thread count (:mod:`sparker.core.threads`), so the main process's threads and a
+worker's single thread give the same numbers.  Local processes and Dask tasks run
+with one torch thread each (``threads_per_worker`` for local processes).
 
 Back ends are registered in :data:`BACKENDS` under the names the API and the
 command line use: ``batched`` (in this process, the default), ``processes``
@@ -100,6 +101,19 @@ class Processes:
         pass
 
 
+def _one_thread(fn: Callable, shared, *args):
+    """One task on a Dask worker with one torch thread (the worker's count restored after):
+    the worker's task threads share its cores, and torch would otherwise take them all."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return fn(shared, *args)
+    finally:
+        torch.set_num_threads(before)
+
+
 class Dask:
     """Run the tasks on a Dask ``distributed`` cluster.
 
@@ -133,7 +147,7 @@ class Dask:
         from distributed import as_completed
 
         shared_future = self.client.scatter(shared, broadcast=True, hash=False)
-        futures = [self.client.submit(fn, shared_future, *args, pure=False) for args in tasks]
+        futures = [self.client.submit(_one_thread, fn, shared_future, *args, pure=False) for args in tasks]
         index = {fut.key: i for i, fut in enumerate(futures)}
         try:
             for fut in as_completed(futures):

@@ -47,6 +47,7 @@ import torch
 from ..config import TrainingConfig
 from ..core.kernels import augment_centres, augment_pool, get_competition
 from ..core.schedules import MIN_WIDTH
+from ..core.threads import adapted_threads
 from .reseed import candidate_block, candidate_rows, reseed_kernels
 
 __all__ = ["TrainResult", "train_replicas", "default_chunk_rows", "chunk_elements", "evaluate_loss"]
@@ -413,25 +414,26 @@ def train_replicas(
     fn, block = _Kernels.get(fused, float(N) * B * M * epochs)
 
     sqrt_d = math.sqrt(centres.shape[-1])
-    for e in range(epochs):
-        sigma = float(widths[e])
-        if e in reseed_step:
-            cand_idx = candidate_rows(dw, n_candidates, step=reseed_step[e])
-            n_moved += reseed_kernels(Xa, chunks, centres, amps, sigma, r, dw, off, comp, opt, cand_idx,
-                                      reseed_margin, budget=chunk_elements(X.device), block=block)
-        loss, ga, gmu = _loss_and_grad(Xa, chunks, centres, amps, sigma, r, dw, off, comp, fn=fn)
-        loss_np = loss.cpu().numpy()
-        losses[e] = loss_np
-        if rec.replicas and e % record_every == 0:
-            rec.record(e, sigma, loss_np)
-        if l1:
-            ga = ga + l1 * torch.sign(amps)
-        # Adam moves every coordinate by about its step, a centre by sqrt(d) times it: a step
-        # of lr * sigma / sqrt(d) per coordinate moves a centre by about lr * sigma
-        opt.step([gmu, ga], lr_scale=(sigma / sqrt_d if centre_lr_follows_width else 1.0, 1.0))
-        amps.clamp_(-a_max, a_max)
-        if callback is not None:
-            callback(e, loss_np)
+    with adapted_threads():  # fewer torch threads while other processes keep the cores busy
+        for e in range(epochs):
+            sigma = float(widths[e])
+            if e in reseed_step:
+                cand_idx = candidate_rows(dw, n_candidates, step=reseed_step[e])
+                n_moved += reseed_kernels(Xa, chunks, centres, amps, sigma, r, dw, off, comp, opt, cand_idx,
+                                          reseed_margin, budget=chunk_elements(X.device), block=block)
+            loss, ga, gmu = _loss_and_grad(Xa, chunks, centres, amps, sigma, r, dw, off, comp, fn=fn)
+            loss_np = loss.cpu().numpy()
+            losses[e] = loss_np
+            if rec.replicas and e % record_every == 0:
+                rec.record(e, sigma, loss_np)
+            if l1:
+                ga = ga + l1 * torch.sign(amps)
+            # Adam moves every coordinate by about its step, a centre by sqrt(d) times it: a step
+            # of lr * sigma / sqrt(d) per coordinate moves a centre by about lr * sigma
+            opt.step([gmu, ga], lr_scale=(sigma / sqrt_d if centre_lr_follows_width else 1.0, 1.0))
+            amps.clamp_(-a_max, a_max)
+            if callback is not None:
+                callback(e, loss_np)
 
     sigma = float(widths[-1]) if epochs else 1.0
     final = evaluate_loss(
