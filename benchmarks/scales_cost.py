@@ -8,7 +8,7 @@ it on an idle machine: the ratio is what to read.
 
 Usage::
 
-    python benchmarks/scales_cost.py                          # square2d and 16-d Gaussian, 31 toys
+    python benchmarks/scales_cost.py                          # square2d, 16-d and 32-d Gaussians, 31 toys
     python benchmarks/scales_cost.py --cases square2d --n-null 63
 """
 
@@ -26,9 +26,11 @@ from sparker.scenarios import make
 
 def _case(name: str, seed: int):
     """(reference, data) of one case: a CI-size scenario at a rare fraction, or a Gaussian."""
+    rng = np.random.default_rng(seed)
     if name == "gauss16d":
-        rng = np.random.default_rng(seed)
         return rng.standard_normal((10_000, 16)), rng.standard_normal((1_000, 16))
+    if name == "gauss32d":  # the first row of the README's run times
+        return rng.standard_normal((20_000, 32)), rng.standard_normal((2_000, 32))
     base = dict(CI_SIZES[name])
     reference, data, _ = make(name, seed=seed, **base, **SIGNAL_PARAMETERS[name](0.01, base))
     return reference, data
@@ -36,8 +38,9 @@ def _case(name: str, seed: int):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--cases", default="square2d,gauss16d",
-                   help="comma-separated: scenario names (CI sizes, 1%% signal) or gauss16d")
+    p.add_argument("--cases", default="square2d,gauss16d,gauss32d",
+                   help="comma-separated: scenario names (CI sizes, 1%% signal), gauss16d (10,000 / "
+                        "1,000 points) or gauss32d (20,000 / 2,000, the README's run-time row)")
     p.add_argument("--n-null", type=int, default=31)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)

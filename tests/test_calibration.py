@@ -447,7 +447,8 @@ def test_default_test_runs_three_scales_on_the_same_toys_and_shows_the_best():
     assert shown == int(np.argmin(pc["pvalues"]))
     assert res.model.n_kernels == res.settings[shown]["n_kernels"]
     assert res.model.statistic_ == pc["statistics"][shown]
-    text = res.verdict()["text"]
+    text, summary = res.verdict()["text"], res.verdict()["summary"]
+    assert summary.startswith("t = " + ", ".join(f"{t:.4g}" for t in pc["statistics"]) + " (3 configurations, minp)")
     assert "combines 3 configurations on the same toys" in text
     assert f"those of configuration {shown + 1} ({res.settings[shown]['n_kernels']} kernels" in text
     # a kernel-count (or width, epochs, layers) setting means exactly that configuration

@@ -138,7 +138,12 @@ class TestResult:
                      "consider more epochs.")
         loss = "" if self.converged and self.model is None else \
             f"; loss {'settled' if self.converged else 'not settled'}"
-        summary = (f"t = {float(self.statistic):.4g}, p = {p:.3g} (resolution 1/({n_null}+1) = "
+        if self.per_config is None:
+            t = f"t = {float(self.statistic):.4g}"
+        else:  # the aggregated statistic is -log(min p): quote each configuration's t instead
+            t = (f"t = {', '.join(f'{float(x):.4g}' for x in self.per_config['statistics'])} "
+                 f"({len(self.per_config['statistics'])} configurations, {self.per_config['aggregation']})")
+        summary = (f"{t}, p = {p:.3g} (resolution 1/({n_null}+1) = "
                    f"{self.resolution:.3g}), Z = {z:.2f}, {n_null} null toys ({self.null_mode}){loss}")
         return {"calibrated": True, "significant": bool(significant), "alpha": alpha, "summary": summary,
                 "asymptotic_zscore": self.asymptotic_zscore, "text": text}
