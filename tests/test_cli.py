@@ -247,6 +247,10 @@ def test_calibrate_once_then_test_with_the_calibration(test_files, tmp_path, cap
     assert_user_error(capsys, code, "--n-kernels", "3", "2")
     code = run_test(ref, data, "--calibration", str(cal), "--backend", "processes")
     assert_user_error(capsys, code, "--backend", "--calibration")
+    code = run_test(ref, data, "--calibration", str(cal), "--scales", "multi")
+    assert_user_error(capsys, code, "--scales", "3 configuration(s)", "has 1")
+    assert run_test(ref, data, "--calibration", str(cal), "--scales", "single") == 0
+    capsys.readouterr()
     code = run_test(ref, data, "--calibration", str(tmp_path / "nope.npz"))
     assert_user_error(capsys, code, "--calibration", "not found")
 

@@ -31,7 +31,7 @@ from .._progress import progress_bar
 from .._version import __version__
 from ..calibration import Calibration
 from ..calibration import calibrate as calibrate_reference
-from ..calibration.api import fixed_mismatches
+from ..calibration.api import check_scales, fixed_mismatches
 from ..config import LayerConfig, RunConfig
 from ..core.backends import BACKENDS
 from ..estimator import SparKer
@@ -181,6 +181,7 @@ def _check_against_calibration(cal: Calibration, options: dict, settings: dict, 
     for name, value, theirs in fixed_mismatches(cal, options):
         raise ValueError(f"{flag_name(name)}: {value} differs from the calibration's {theirs}; "
                          "leave it out or calibrate again")
+    check_scales(cal, options.get("scales", "auto"), settings, name="--scales")
     configs = cal.settings_dicts()
     for name, value in settings.items():
         given = _setting_values(name, value)

@@ -31,7 +31,8 @@ from .calibration import Calibration, assemble_result, fit_observed, unit_data_w
 from .checkpoint import run_id
 from .toys import WIDTH_KEY, ToyProblem, child_seed, run_toys
 
-__all__ = ["calibrate", "test", "expand_settings", "fixed_mismatches", "resolve_scales", "training_configs"]
+__all__ = ["calibrate", "test", "expand_settings", "fixed_mismatches", "resolve_scales", "training_configs",
+           "check_scales"]
 
 _NULL, _RUN = NullConfig(), RunConfig()  # the defaults, written once in config.py
 
@@ -93,6 +94,17 @@ def training_configs(settings: dict, scales: str = "auto") -> list[TrainingConfi
     return configs
 
 
+def check_scales(calibration: Calibration, scales: str, settings: dict, *, name: str) -> None:
+    """Refuse ``scales`` (other than ``auto``) that give another number of configurations than
+    the calibration has (the settings named are compared one by one elsewhere)."""
+    if scales == "auto":
+        return
+    wanted, have = len(training_configs(settings, scales)), len(calibration.configs)
+    if wanted != have:
+        raise ValueError(f"{name}: {scales!r} gives {wanted} configuration(s), the calibration "
+                         f"has {have}; leave it out or calibrate again")
+
+
 def _check_several(configs, n_null) -> None:
     if len(configs) > 1 and n_null < 2:
         raise ValueError(f"n_null: aggregating {len(configs)} configurations needs at least 2 toys")
@@ -132,11 +144,7 @@ def _check_reuse(calibration: Calibration, nulls: NullConfig, settings: dict) ->
     for name, value, theirs in fixed_mismatches(calibration, given):
         raise ValueError(f"{name}: {value!r} differs from the calibration's {theirs!r}; "
                          "leave it out or calibrate again")
-    if nulls.scales != "auto":  # the settings named are compared below
-        wanted, have = len(training_configs(settings, nulls.scales)), len(calibration.configs)
-        if wanted != have:
-            raise ValueError(f"scales: {nulls.scales!r} gives {wanted} configuration(s), the calibration "
-                             f"has {have}; leave it out or calibrate again")
+    check_scales(calibration, nulls.scales, settings, name="scales")
     if settings:
         expand_settings(settings)  # validates names and values
         configs = calibration.settings_dicts()
