@@ -35,6 +35,18 @@ Parts (``--part``, several allowed; default all):
     from its per-epoch and re-seeding costs measured at two large N (its
     small-N runs are dominated by per-epoch overheads, and large runs switch
     to the compiled step); the plain extrapolation is kept beside it.
+``toys``
+    A block of 16 resample toys as the calibrated test trains them (its three scales,
+    N_D = N_R / 10, d = 32) at N_R = 100,000 and 400,000, interleaved in one process:
+    time per epoch and its ratio between the sizes, with the fixed costs beside it (a
+    re-seeding pass, the float64 final pass, compilation, standardising and widths, the
+    toys' weights).
+``versus``
+    ``sparker.test`` and kernel NPLM's calibrated test (``--n-null`` null samples) on the
+    same inputs, N_R = 50,000, N_D = 5,000, d = 32, in one process: the time ratio.
+``memory``
+    Peak RSS of a calibrated test at N_R = 10^6, N_D = 10^5, d = 32 with 3 epochs per
+    scale (the memory of a test does not depend on its epochs).
 
 Results go to ``--out`` (``scaling.json`` and PNG plots, matplotlib needed for
 the plots).  ``--quick`` shrinks every part to a few minutes in all.  On a busy
@@ -214,6 +226,106 @@ def work_full_fit(N, d, M, epochs, n_data, data_dir, **_):
     return {"fit_s": time.perf_counter() - start, "statistic": model.statistic_}
 
 
+def _toy_block(N: int, d: int, config, seed: int = 0):
+    """A block of 16 resample toys at N_R = N, N_D = N / 10, as the calibrated test builds it.
+
+    Returns the pool (N, d) float32 tensor, the block's weights (N, 16) and starting centres,
+    the configuration's width schedule and the seconds spent on standardising, widths and
+    the toys' weights.
+    """
+    from sparker.calibration.toys import TOY_KEY, WIDTH_KEY, child_seed, toy_block_weights
+    from sparker.core.nulls import NullSpec
+    from sparker.core.pool import preprocessing
+    from sparker.core.streaming import standardized_pool
+    from sparker.model.ensemble import init_centres, resolve_widths
+
+    R, _ = _samples(N, 2, d, seed=seed)
+    start = time.perf_counter()
+    _, Rs = preprocessing(R, None, None, "reference")
+    pool = standardized_pool([Rs], augmented=False)  # (N, d) float32, canonical order
+    (s0, s1), = resolve_widths(Rs, config, child_seed(seed, WIDTH_KEY))
+    prep = time.perf_counter() - start
+    start = time.perf_counter()
+    ids = tuple(range(16))
+    r, dw = toy_block_weights(NullSpec("resample", N, max(2, N // 10)), seed, ids, None)
+    weights = time.perf_counter() - start
+    rngs = [np.random.default_rng(child_seed(seed, TOY_KEY, b, 1)) for b in ids]
+    C0 = init_centres(pool, r, dw, config.n_kernels, rngs)
+    widths = width_schedule(config.schedule, config.epochs, s0, s1)
+    return pool, r, dw, C0, widths, prep, weights
+
+
+def work_toy_cost(sizes, d, probe=24, repeats=3, **_):
+    """Costs of a block of 16 resample toys at each N_R of ``sizes`` (N_D = N_R / 10) for every
+    configuration of the default calibrated test (its three scales), the sizes interleaved
+    in one process: seconds per epoch (median over ``repeats`` probe runs of ``probe``
+    epochs, compiled or eager as ``fused="auto"`` picks for the full run), one re-seeding
+    pass (a fit has 9), the float64 final pass, the first run's compilation, and
+    standardising with widths, and drawing the 16 toys' weights."""
+    from sparker.calibration.api import training_configs
+    from sparker.model.trainer import evaluate_loss
+
+    out = {"sizes": list(sizes), "configs": []}
+    for cfg in training_configs({}, "auto"):
+        problems = {N: _toy_block(N, d, cfg) for N in sizes}
+        rows = {N: {"epoch": [], "reseed": []} for N in sizes}
+        fused = {N: "compile" if N * 16 * cfg.n_kernels * cfg.epochs >= _COMPILE_WORK else "eager" for N in sizes}
+        kw = dict(l1=cfg.l1, a_max=cfg.a_max, lr_centres=cfg.lr_centres, lr_amplitudes=cfg.lr_amplitudes,
+                  competition=cfg.competition, record_every=0)
+        first = {}
+        for N, (X, r, dw, C0, widths, *_) in problems.items():
+            start = time.perf_counter()
+            train_replicas(X, r, dw, C0, widths[:2], reseed=False, fused=fused[N], **kw)  # compiles once
+            first[N] = time.perf_counter() - start
+        for _ in range(repeats):
+            for N, (X, r, dw, C0, widths, *_) in problems.items():
+                stamps: list[float] = []
+                res = train_replicas(X, r, dw, C0, widths[:probe], reseed=True, fused=fused[N], **kw,
+                                     callback=lambda e, loss, stamps=stamps: stamps.append(time.perf_counter()))
+                gaps = np.diff(stamps)
+                rows[N]["epoch"].append(float(np.median(gaps)))
+                rows[N]["reseed"].append(float((np.sum(gaps) - np.median(gaps) * len(gaps)) / 9))
+                rows[N]["result"] = res
+        entry = {"n_kernels": cfg.n_kernels, "epochs": cfg.epochs, "by_size": {}}
+        for N, (X, r, dw, C0, widths, prep, weights) in problems.items():
+            res = rows[N].pop("result")
+            start = time.perf_counter()
+            evaluate_loss(X, res.centres, res.amplitudes, res.sigma, r, dw, competition=cfg.competition)
+            final = time.perf_counter() - start
+            per_epoch = float(np.median(rows[N]["epoch"]))
+            entry["by_size"][str(N)] = {
+                "fused": fused[N], "epoch_s": per_epoch, "epoch_s_runs": rows[N]["epoch"],
+                "reseed_s": float(np.median(rows[N]["reseed"])), "final_s": final,
+                "first_run_s": first[N], "prepare_s": prep, "weights_s": weights,
+            }
+        out["configs"].append(entry)
+    return out
+
+
+def work_memory(N, d, n_null, epochs, **_):
+    """A calibrated test at N_R = N, N_D = N / 10 with ``epochs`` epochs per scale (the memory
+    of a test does not depend on its epochs): wall time; peak RSS is added by the worker."""
+    from sparker import config as sparker_config
+
+    R, D = _samples(N, max(2, N // 10), d)
+    scales = tuple({**c, "epochs": epochs} for c in sparker_config.SCALES["multi"])
+    sparker_config.SCALES["multi"] = scales  # same three scales, fewer epochs each
+    start = time.perf_counter()
+    sparker.test(R, D, n_null=n_null, seed=0, scales="multi")
+    return {"test_s": time.perf_counter() - start}
+
+
+def work_versus(N, d, n_null, **_):
+    """sparker.test and kernel NPLM's calibrated test on the same inputs, one process."""
+    R, D = _samples(N, max(2, N // 10), d)
+    start = time.perf_counter()
+    nplm_kernel(R, D, n_null=n_null, seed=0)
+    nplm = time.perf_counter() - start
+    start = time.perf_counter()
+    res = sparker.test(R, D, n_null=n_null, seed=0)
+    return {"nplm_s": nplm, "sparker_s": time.perf_counter() - start, "sparker_p": float(res.pvalue)}
+
+
 WORKERS = {
     "fit_epoch": work_fit_epoch,
     "replicas_epoch": work_replicas_epoch,
@@ -221,6 +333,9 @@ WORKERS = {
     "test": work_test,
     "sparker_model": work_sparker_model,
     "full_fit": work_full_fit,
+    "toy_cost": work_toy_cost,
+    "memory": work_memory,
+    "versus": work_versus,
 }
 
 
@@ -493,6 +608,49 @@ def part_largest(args, results):
     results["largest"] = out
 
 
+def part_toys(args, results):
+    """Per-epoch cost of a block of 16 toys at N_R and 4 N_R, the fixed costs beside it."""
+    sizes = (20_000, 80_000) if args.quick else (100_000, 400_000)
+    out = run_point({"kind": "toy_cost", "sizes": sizes, "d": 32, "repeats": args.repeats}, args.threads)
+    if out is None:
+        return
+    n0, n1 = (str(n) for n in sizes)
+    print(f"\n== a block of 16 resample toys, d = 32, N_D = N_R / 10 (peak RSS {out['peak_rss'] / GiB:.2f} GiB)")
+    for c in out["configs"]:
+        a, b = c["by_size"][n0], c["by_size"][n1]
+        print(f"  {c['n_kernels']} kernels, {c['epochs']} epochs: {1e3 * a['epoch_s']:.1f} ms/epoch at N_R={n0}, "
+              f"{1e3 * b['epoch_s']:.1f} at {n1}: ratio {b['epoch_s'] / a['epoch_s']:.2f} ({b['fused']})")
+        for n, x in ((n0, a), (n1, b)):
+            print(f"    N_R={n}: re-seeding {x['reseed_s']:.2f} s per pass (9 per fit), final float64 pass "
+                  f"{x['final_s']:.2f} s, first 2-epoch run {x['first_run_s']:.1f} s (compilation), "
+                  f"standardising + widths {x['prepare_s']:.2f} s, 16 toys' weights {x['weights_s']:.2f} s")
+    results["toys"] = out
+
+
+def part_versus(args, results):
+    """sparker.test against kernel NPLM's test at N_R = 50,000, N_D = 5,000, d = 32, one process."""
+    N = 10_000 if args.quick else 50_000
+    out = run_point({"kind": "versus", "N": N, "d": 32, "n_null": args.n_null}, args.threads)
+    if out is None:
+        return
+    print(f"\n== calibrated tests, {args.n_null} null samples, N_R = {N}, N_D = {N // 10}, d = 32: "
+          f"sparker {out['sparker_s']:.1f} s, kernel NPLM {out['nplm_s']:.1f} s: "
+          f"{out['sparker_s'] / out['nplm_s']:.1f}x")
+    results["versus"] = out
+
+
+def part_memory(args, results):
+    """Peak RSS of a calibrated test at N_R = 10^6 (three scales, few epochs: memory does not
+    depend on the epochs)."""
+    N = 100_000 if args.quick else 1_000_000
+    out = run_point({"kind": "memory", "N": N, "d": 32, "n_null": args.n_null, "epochs": 3}, args.threads)
+    if out is None:
+        return
+    print(f"\n== calibrated test at N_R = {N}, N_D = {N // 10}, d = 32, {args.n_null} null samples, 3 epochs "
+          f"per scale: peak RSS {out['peak_rss'] / GiB:.2f} GiB ({out['test_s']:.0f} s)")
+    results["memory"] = out
+
+
 # ============================================================ plots
 def plot(results, out: Path) -> list[Path]:
     import matplotlib
@@ -573,6 +731,9 @@ PARTS = {
     "chunks": part_chunks,
     "fits": part_fits,
     "largest": part_largest,
+    "toys": part_toys,
+    "versus": part_versus,
+    "memory": part_memory,
 }
 
 

@@ -25,10 +25,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-from scipy import stats as st
 
-from sparker.app.bench import power_study
-from sparker.stats import AGGREGATIONS, aggregate, binomial_interval
+from sparker.app.bench import power_from_draws, power_study
+from sparker.stats import AGGREGATIONS
 
 #: label -> SparKer settings changed from the defaults (one configuration, the default narrow
 #: ensemble, unless ``scales`` says otherwise)
@@ -93,7 +92,7 @@ def _run(scenario, fraction, label, args):
 def _aggregated(rows, combo: str, rule: str, alpha: float = 0.05) -> list[dict]:
     """Rows of the calibrated min-p (or ``rule``) aggregation of the variants in ``combo``
     ("a+b+c"): every variant ran on the same draws, so each draw has one statistic per
-    variant; each signal draw is tested against the null draws with :func:`aggregate`.
+    variant; each signal draw is tested against the null draws with :func:`power_from_draws`.
     The CPU cost is the sum of the variants' (the configurations share the toys, not the fits)."""
     parts = combo.split("+")
     cell = {(r["variant"], r["scenario"]): r for r in rows}
@@ -104,13 +103,10 @@ def _aggregated(rows, combo: str, rule: str, alpha: float = 0.05) -> list[dict]:
             continue
         null = np.column_stack([c["null_statistics"] for c in cells])  # (n_null, K)
         signal = np.column_stack([c["signal_statistics"] for c in cells])  # (n_signal, K)
-        p = np.array([aggregate(t, null, method=rule).pvalue for t in signal])
-        k = int(np.sum(p <= alpha))
-        lo, hi = binomial_interval(k, len(p), level=0.6827)
-        z = st.norm.isf(np.minimum(p, len(null) / (len(null) + 1.0)))
+        found = power_from_draws(null, signal, alpha, method=rule)
         out.append({**cells[0], "variant": combo, "settings": [c["settings"] for c in cells],
-                    "power": k / len(p), "ci_low": float(lo), "ci_high": float(hi),
-                    "median_z": float(np.median(z)),
+                    "power": found["power"], "ci_low": found["ci_low"], "ci_high": found["ci_high"],
+                    "median_z": found["median_z"],
                     "cpu_seconds_per_draw": sum(c["cpu_seconds_per_draw"] for c in cells)})
     return out
 

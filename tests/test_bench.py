@@ -209,3 +209,21 @@ def test_type1_acceptance_is_the_central_binomial_range():
     lo, hi = type1_acceptance(1000, 0.05)
     assert binom.cdf(lo - 1, 1000, 0.05) <= 0.005 and binom.sf(hi, 1000, 0.05) <= 0.005
     assert lo < 50 < hi
+
+
+def test_power_from_draws_by_hand():
+    from sparker.app.bench import power_from_draws
+    from sparker.stats import binomial_interval
+
+    null = np.arange(1.0, 20.0)  # 19 null draws: the smallest p-value is 1/20 = alpha
+    alt = np.array([25.0, 30.0, 19.5, 10.5, 0.0])  # p = 1/20, 1/20, 1/20, 10/20, 20/20
+    found = power_from_draws(null, alt, alpha=0.05)
+    assert found["power"] == 3 / 5
+    assert (found["ci_low"], found["ci_high"]) == binomial_interval(3, 5, level=0.6827)
+    # Z = Phi^-1(1 - p), p capped at 19/20: the lower median of the five is Phi^-1(1 - 1/20)
+    assert found["median_z"] == pytest.approx(1.6449, abs=1e-4)
+    assert found["z16"] == pytest.approx(-1.6449, abs=1e-4) and found["z84"] == pytest.approx(1.6449, abs=1e-4)
+    # several statistics per draw are combined as the calibrated test combines them (min-p):
+    # a draw far beyond the null in one column only still reaches the smallest p-value
+    two = power_from_draws(np.column_stack([null, null[::-1]]), np.array([[25.0, 0.0], [0.0, 0.0]]), alpha=0.05)
+    assert two["power"] == 1 / 2

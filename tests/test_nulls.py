@@ -8,6 +8,7 @@ statistical checks use fixed seeds and tolerances derived from the toys' own spr
 import numpy as np
 import pytest
 from scipy import stats
+import torch
 
 import sparker
 from sparker.core.nulls import NullSpec, check_resample_weights, toy_weights
@@ -123,3 +124,22 @@ def test_too_uneven_weights_are_refused():
                           reference_weight=w, n_kernels=2, epochs=5)
     check_resample_weights(spec, np.ones(1000))  # even weights pass
     check_resample_weights(spec, None)
+
+
+@pytest.mark.parametrize("spec, weighted", [
+    (NullSpec("resample", 600, 40), False),
+    (NullSpec("resample", 600, 40, n_expected=55.0, poisson=True), True),
+    (NullSpec("permutation", 300, 60), False),
+])
+def test_block_weights_are_the_toys_weights_in_float32(spec, weighted):
+    from sparker.calibration.toys import toy_block_weights
+
+    w = np.random.default_rng(3).uniform(0.5, 2.0, spec.n_reference) if weighted else None
+    ids = (16, 17, 19)
+    r, d = toy_block_weights(spec, 1, ids, w)
+    n_rows = spec.n_reference + (spec.n_data if spec.mode == "permutation" else 0)
+    assert r.shape == d.shape == (n_rows, len(ids)) and r.dtype == d.dtype == torch.float32
+    for j, b in enumerate(ids):
+        rb, db = toy_weights(spec, _seed(b), w)
+        np.testing.assert_array_equal(r[:, j].numpy(), rb.astype(np.float32))
+        np.testing.assert_array_equal(d[:, j].numpy(), db.astype(np.float32))

@@ -74,6 +74,8 @@ def test_free_cores_or_opt_out_leave_the_threads_alone(monkeypatch, two_threads)
         assert n == 2 == torch.get_num_threads()
     monkeypatch.setattr(threads, "busy_cores", lambda window=0.1: 2.0)
     monkeypatch.setattr(threads, "_state", {**threads._state, "measured_at": -float("inf")})
+    with threads.adapted_threads("cuda") as n:  # a GPU fit: the host's threads only launch kernels
+        assert n == 2 == torch.get_num_threads()
     monkeypatch.setenv("SPARKER_ADAPT_THREADS", "0")
     with threads.adapted_threads() as n:
         assert n == 2 == torch.get_num_threads()

@@ -62,6 +62,8 @@ __all__ = [
     "STATISTICS",
     "TESTS",
     "PowerStudy",
+    "draw_pvalues",
+    "power_from_draws",
     "plot_power",
     "power_study",
 ]
@@ -263,31 +265,35 @@ def _fmt_z(z) -> str:
     return f"{z:.2f}" if math.isfinite(z) else ("inf" if z > 0 else "-inf")
 
 
-def _draw_pvalues(null: np.ndarray, alt: np.ndarray) -> np.ndarray:
+def draw_pvalues(null: np.ndarray, alt: np.ndarray, method: str = "minp") -> np.ndarray:
     """Empirical p-value of every signal draw against the null draws, shape (n_alt,).
 
     One statistic per draw (shape (n,)): ``(1 + #{null >= t}) / (n_null + 1)``.  Several
     (shape (n, K), SparKer's scales): each signal draw's K statistics are combined with
     the null draws' exactly as the calibrated test combines them with its toys
-    (:func:`~sparker.stats.aggregate`, min-p).
+    (:func:`~sparker.stats.aggregate`, ``method``: min-p by default).
     """
     if alt.ndim == 1:
         return np.asarray(empirical_pvalue(alt, null), dtype=np.float64)
-    return np.array([aggregate(t, null).pvalue for t in alt], dtype=np.float64)
+    return np.array([aggregate(t, null, method=method).pvalue for t in alt], dtype=np.float64)
 
 
-def _empirical_z(null: np.ndarray, alt: np.ndarray) -> tuple[float, float, float]:
-    """Median, 16 % and 84 % quantiles of Phi^-1(1 - p) of ``alt`` against ``null`` draws.
+def power_from_draws(null: np.ndarray, alt: np.ndarray, alpha: float = 0.05, method: str = "minp") -> dict:
+    """Power of the signal draws at ``alpha`` against thresholds from the null draws.
 
-    ``p`` (:func:`_draw_pvalues`) lies in ``[1/(n+1), 1]``; it is capped at ``n/(n+1)`` so
-    that Z stays finite and symmetric: ``|Z| <= Phi^-1(1 - 1/(n+1))``, the resolution of
-    ``n`` draws.
+    Returns ``power`` with its 68 % Clopper-Pearson interval (``ci_low``, ``ci_high``) and
+    the median, 16 % and 84 % quantiles of ``Z = Phi^-1(1 - p)`` (``median_z``, ``z16``,
+    ``z84``), ``p`` from :func:`draw_pvalues` capped at ``n/(n+1)`` so that Z stays finite
+    and symmetric: ``|Z| <= Phi^-1(1 - 1/(n+1))``, the resolution of ``n`` null draws.
     """
+    p = draw_pvalues(null, alt, method)
+    k = int(np.sum(p <= alpha))
+    lo, hi = binomial_interval(k, p.shape[0], level=0.6827)
     n = null.shape[0]
-    p = np.minimum(_draw_pvalues(null, alt), n / (n + 1.0))
-    z = st.norm.isf(p)
+    z = st.norm.isf(np.minimum(p, n / (n + 1.0)))
     q50, q16, q84 = np.quantile(z, [0.5, 0.16, 0.84], method="inverted_cdf")
-    return float(q50), float(q16), float(q84)
+    return {"power": k / p.shape[0], "ci_low": float(lo), "ci_high": float(hi),
+            "median_z": float(q50), "z16": float(q16), "z84": float(q84)}
 
 
 def _rows(methods, fractions, stats, pvals, secs, cpus, mode, alpha) -> list[dict]:
@@ -306,16 +312,15 @@ def _rows(methods, fractions, stats, pvals, secs, cpus, mode, alpha) -> list[dic
                 if f == 0.0:  # the count must lie in the central 99% of Binomial(n, alpha)
                     lo99, hi99 = type1_acceptance(t.shape[0], alpha)
                     row.update(type1_ok=bool(lo99 <= k <= hi99), type1_range=[lo99, hi99])
-            elif null_index is not None and i != null_index:
-                k = int(np.sum(_draw_pvalues(stats[m][null_index], t) <= alpha))
-                lo, hi = binomial_interval(k, t.shape[0], level=0.6827)
-                row.update(power=k / t.shape[0], ci_low=float(lo), ci_high=float(hi))
-            else:  # the null draws themselves define the thresholds: no power to report
-                row.update(power=None, ci_low=None, ci_high=None)
             if null_index is not None and i != null_index:
-                row["median_z"], row["z16"], row["z84"] = _empirical_z(stats[m][null_index], t)
+                found = power_from_draws(stats[m][null_index], t, alpha)
+                if mode != "calibrated":
+                    row.update(power=found["power"], ci_low=found["ci_low"], ci_high=found["ci_high"])
+                row.update(median_z=found["median_z"], z16=found["z16"], z84=found["z84"])
             else:
-                row["median_z"] = row["z16"] = row["z84"] = None
+                row.update(median_z=None, z16=None, z84=None)
+                if mode != "calibrated":  # the null draws themselves define the thresholds: no power
+                    row.update(power=None, ci_low=None, ci_high=None)
             rows.append(row)
     return rows
 

@@ -31,7 +31,7 @@ from ..model.ensemble import fit_stack
 from .checkpoint import Checkpoint
 
 __all__ = ["HOLDOUT_KEY", "REPLICA_BLOCK", "ToyProblem", "WIDTH_KEY", "TOY_KEY", "child_seed", "run_toys",
-           "task_size"]
+           "task_size", "toy_block_weights"]
 
 log = logging.getLogger(__name__)
 
@@ -84,16 +84,28 @@ def _run_chunk(problem: ToyProblem, k: int, toy_ids: tuple[int, ...]) -> np.ndar
     return np.concatenate([_run_block(problem, k, ids) for ids in _blocks(toy_ids)])
 
 
+def toy_block_weights(spec: NullSpec, seed: int, toy_ids,
+                      ref_weight=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference and data weights of toys ``toy_ids`` over the pool: two (N, n) float32 tensors.
+
+    Column ``j`` holds toy ``toy_ids[j]`` (drawn from its own stream of ``seed``).  Each
+    toy's float64 weights are cast into its column as soon as they are drawn, so the block
+    holds 8 bytes per pool row and toy, never a float64 (N, n) stack.
+    """
+    N = spec.n_reference + (spec.n_data if spec.mode == "permutation" else 0)
+    r = torch.empty(N, len(toy_ids), dtype=torch.float32)
+    d = torch.empty_like(r)
+    for j, b in enumerate(toy_ids):
+        rb, db = toy_weights(spec, child_seed(seed, TOY_KEY, b, 0), ref_weight)
+        r[:, j] = torch.from_numpy(rb)
+        d[:, j] = torch.from_numpy(db)
+    return r, d
+
+
 def _run_block(problem: ToyProblem, k: int, toy_ids: tuple[int, ...]) -> np.ndarray:
     device = torch.device(problem.device)
     X = torch.as_tensor(problem.pool, device=device)  # (N, d)
-    rs, ds = [], []
-    for b in toy_ids:
-        r, d = toy_weights(problem.spec, child_seed(problem.seed, TOY_KEY, b, 0), problem.ref_weight)
-        rs.append(r)
-        ds.append(d)
-    r = torch.as_tensor(np.stack(rs, 1), dtype=torch.float32, device=device)  # (N, n)
-    d = torch.as_tensor(np.stack(ds, 1), dtype=torch.float32, device=device)  # (N, n)
+    r, d = (t.to(device) for t in toy_block_weights(problem.spec, problem.seed, toy_ids, problem.ref_weight))
     seeds = [child_seed(problem.seed, TOY_KEY, b, 1) for b in toy_ids]
     fit = fit_stack(X, r, d, problem.configs[k], problem.widths[k], seeds, record_replicas=())
     return np.asarray(fit.statistic, dtype=np.float64)

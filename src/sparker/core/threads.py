@@ -110,17 +110,20 @@ def reproducible_products() -> bool:
 
 
 @contextmanager
-def adapted_threads() -> Iterator[int]:
+def adapted_threads(device=None) -> Iterator[int]:
     """torch's thread count, lowered for the block to the cores other processes leave free.
 
     Yields the thread count in force.  Does nothing when the cores are free, off Linux,
-    with ``SPARKER_ADAPT_THREADS=0``, or when the products would then give other numbers
-    (:func:`reproducible_products` False: then it only says once that the machine is busy).
+    with ``SPARKER_ADAPT_THREADS=0``, for work on a GPU (``device`` of type ``cuda``: the
+    host's threads only launch kernels there), or when the products would then give other
+    numbers (:func:`reproducible_products` False: then it only says once that the machine
+    is busy).
     """
     import torch
 
     threads = torch.get_num_threads()
-    if threads <= 1 or os.environ.get("SPARKER_ADAPT_THREADS", "1") == "0":
+    on_gpu = device is not None and torch.device(device).type == "cuda"
+    if threads <= 1 or on_gpu or os.environ.get("SPARKER_ADAPT_THREADS", "1") == "0":
         yield threads
         return
     now = time.monotonic()

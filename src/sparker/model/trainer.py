@@ -414,7 +414,7 @@ def train_replicas(
     fn, block = _Kernels.get(fused, float(N) * B * M * epochs)
 
     sqrt_d = math.sqrt(centres.shape[-1])
-    with adapted_threads():  # fewer torch threads while other processes keep the cores busy
+    with adapted_threads(X.device):  # fewer torch threads while other processes keep the CPU's cores busy
         for e in range(epochs):
             sigma = float(widths[e])
             if e in reseed_step:
