@@ -61,6 +61,9 @@ VARIANTS = {
     "broad4": {"n_kernels": 4, "sigma_end_quantile": 0.05, "epochs": 300},
     "broad2": {"n_kernels": 2, "sigma_end_quantile": 0.3, "epochs": 300},
     "mid4": {"n_kernels": 4, "sigma_end_quantile": 0.02, "epochs": 500},
+    # broader still: four kernels ending at the 20 % or 50 % distance quantile
+    "wide4": {"n_kernels": 4, "sigma_end_quantile": 0.2, "epochs": 300},
+    "wider4": {"n_kernels": 4, "sigma_end_quantile": 0.5, "epochs": 300},
 }
 
 #: scenario -> the rare signal fraction the study uses by default

@@ -438,7 +438,7 @@ def test_default_test_runs_three_scales_on_the_same_toys_and_shows_the_best():
     R, D = uniform(300, seed=1), uniform(30, seed=2)
     res = sparker.test(R, D, n_null=4, seed=1)
     assert [(s["n_kernels"], s["sigma_end_quantile"], s["epochs"]) for s in res.settings] == [
-        (8, 0.003, 1000), (4, 0.02, 500), (4, 0.05, 300)]
+        (8, 0.003, 1000), (4, 0.02, 500), (4, 0.5, 300)]
     pc = res.per_config
     null = np.asarray(pc["null_statistics"])
     assert null.shape == (4, 3) and res.chi2 is None
@@ -456,6 +456,22 @@ def test_default_test_runs_three_scales_on_the_same_toys_and_shows_the_best():
     assert len(one.settings) == 1 and one.per_config is None
     assert one.statistic == pc["statistics"][0]  # the narrow scale is the plain default fit
     np.testing.assert_array_equal(one.null_distribution, null[:, 0])
+
+
+def test_default_test_sees_a_broad_deficit_through_its_widest_scale():
+    # Exp(1) data with the tail above 2 removed (about 14% of the events missing, NPLM's H4
+    # in small): only the four kernels ending at the median distance span the missing tail
+    rng = np.random.default_rng(3)
+    R = rng.exponential(size=(2000, 1))
+    D = rng.exponential(size=(200, 1))
+    D = D[D[:, 0] < 2.0]
+    res = sparker.test(R, D, n_null=39, seed=0)
+    p = np.asarray(res.per_config["pvalues"])
+    assert res.settings[2]["sigma_end_quantile"] == 0.5
+    assert p[2] == 1 / 40  # the widest scale beats every toy (p 0.73 and 0.78 for the other two)
+    assert p.min() == p[2] < 0.5 < p[:2].min()
+    assert res.pvalue <= 0.05
+    assert res.per_config["shown"] == 2 and res.model.n_kernels == 4
 
 
 def test_scales_resolve_from_the_settings():

@@ -1,0 +1,67 @@
+"""How often the default test's scales settle: one fit per scale on signal and null draws.
+
+For each scenario (``name:fraction``, CI sizes of :data:`sparker.app.bench.CI_SIZES`), every
+configuration of the default calibrated test (:func:`sparker.calibration.api.training_configs`,
+the three scales) is fitted to ``--draws`` signal draws at that fraction and as many draws of
+the null version (scenario seeds 100, 101, ...; fit seeds 0, 1, ...). Printed: one Markdown
+row per scenario and fraction, with the number of fits per scale whose loss settled
+(``SparKer.converged_``; docs/method.md, "Training").
+
+Usage::
+
+    python benchmarks/settling.py
+    python benchmarks/settling.py --scenarios square2d:0.05,expo1d:0.01 --draws 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import numpy as np
+
+import sparker.scenarios as scenarios
+from sparker import ConvergenceWarning
+from sparker.app.bench import CI_SIZES, SIGNAL_PARAMETERS
+from sparker.calibration.api import training_configs
+from sparker.estimator import from_config
+
+DEFAULT_SCENARIOS = ("square2d:0.05,expo1d:0.01,gauss_highd:0.01,digits_novelty:0.02,"
+                     "shuttle_intrusion:0.01,genval:0.05,perturbed_uniform:0.3")
+
+
+def settled_counts(name: str, fraction: float, draws: int) -> np.ndarray:
+    """Fits whose loss settled, per configuration of the default test, shape (K,)."""
+    params = dict(CI_SIZES.get(name, {}))
+    params.update(SIGNAL_PARAMETERS[name](fraction, params))
+    configs = training_configs({}, "auto")
+    counts = np.zeros(len(configs), dtype=int)
+    for s in range(draws):
+        reference, data = scenarios.make(name, seed=100 + s, **params)[:2]
+        for k, cfg in enumerate(configs):
+            counts[k] += bool(np.all(from_config(cfg, seed=s).fit(reference, data).converged_))
+    return counts
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--scenarios", default=DEFAULT_SCENARIOS, help="comma-separated name:fraction")
+    p.add_argument("--draws", type=int, default=4, help="signal draws, and as many null draws")
+    args = p.parse_args(argv)
+    warnings.simplefilter("ignore", ConvergenceWarning)  # counted, not shown
+    labels = [f"{c.n_kernels} kernels to the {c.sigma_end_quantile:g} quantile"
+              for c in training_configs({}, "auto")]
+    print("| scenario | fraction | " + " | ".join(labels) + " | seconds |")
+    print("| --- | --- |" + " --- |" * (len(labels) + 1))
+    for item in args.scenarios.split(","):
+        name, _, frac = item.partition(":")
+        for fraction in (float(frac), 0.0):
+            start = time.perf_counter()
+            counts = settled_counts(name, fraction, args.draws)
+            cells = " | ".join(f"{k}/{args.draws}" for k in counts)
+            print(f"| {name} | {fraction:g} | {cells} | {time.perf_counter() - start:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
