@@ -176,6 +176,22 @@ def work_test(method, N, d, n_null, **_):
     return {"test_s": time.perf_counter() - start}
 
 
+def _fused_for(work: float) -> str:
+    """The step ``fused="auto"`` picks for this much work (rows x replicas x kernels x epochs)."""
+    return "compile" if work >= _COMPILE_WORK else "eager"
+
+
+def _probe_epochs(X, r, dw, C0, widths, **train):
+    """A re-seeding run over ``widths`` timed epoch by epoch: the median seconds per epoch,
+    the seconds its re-seeding passes add (9 in 24 or more epochs), and its TrainResult."""
+    stamps: list[float] = []
+    res = train_replicas(X, r, dw, C0, widths, reseed=True, record_every=0, **train,
+                         callback=lambda e, loss: stamps.append(time.perf_counter()))
+    gaps = np.diff(stamps)
+    per_epoch = float(np.median(gaps))
+    return per_epoch, float(np.sum(gaps) - per_epoch * len(gaps)), res
+
+
 def work_sparker_model(N, d, n_null, epochs=1000, probe=24, **_):
     """Predicted time of SparKer's fit and calibrated test at N_R = N, N_D = N / 10.
 
@@ -192,15 +208,11 @@ def work_sparker_model(N, d, n_null, epochs=1000, probe=24, **_):
     out = {"fixed_s": fixed}
     for B in (1, 16):
         X, r, dw, C0, widths = _replica_problem(N + N // 10, d, B, 8)
-        fused = "compile" if (N + N // 10) * B * 8 * epochs >= _COMPILE_WORK else "eager"
+        fused = _fused_for((N + N // 10) * B * 8 * epochs)
         _time_train(X, r, dw, C0, widths, 3, fused=fused)  # warm-up (and compilation)
-        stamps: list[float] = []
-        train_replicas(X, r, dw, C0, widths[:probe], l1=0.0, reseed=True, record_every=0, fused=fused,
-                       callback=lambda e, loss, stamps=stamps: stamps.append(time.perf_counter()))
-        gaps = np.diff(stamps)
-        per_epoch = float(np.median(gaps))
+        per_epoch, reseeds, _ = _probe_epochs(X, r, dw, C0, widths[:probe], l1=0.0, fused=fused)
         out[f"epoch_s_B{B}"] = per_epoch
-        out[f"reseed_s_B{B}"] = float(np.sum(gaps) - per_epoch * len(gaps))  # the 8 re-seeding passes
+        out[f"reseed_s_B{B}"] = reseeds  # the fit's 9 re-seeding passes
         out[f"fused_B{B}"] = fused
     fit = fixed + epochs * out["epoch_s_B1"] + out["reseed_s_B1"]
     blocks = -(-n_null // 16)
@@ -269,22 +281,20 @@ def work_toy_cost(sizes, d, probe=24, repeats=3, **_):
     for cfg in training_configs({}, "auto"):
         problems = {N: _toy_block(N, d, cfg) for N in sizes}
         rows = {N: {"epoch": [], "reseed": []} for N in sizes}
-        fused = {N: "compile" if N * 16 * cfg.n_kernels * cfg.epochs >= _COMPILE_WORK else "eager" for N in sizes}
+        fused = {N: _fused_for(N * 16 * cfg.n_kernels * cfg.epochs) for N in sizes}
         kw = dict(l1=cfg.l1, a_max=cfg.a_max, lr_centres=cfg.lr_centres, lr_amplitudes=cfg.lr_amplitudes,
-                  competition=cfg.competition, record_every=0)
+                  competition=cfg.competition)
         first = {}
         for N, (X, r, dw, C0, widths, *_) in problems.items():
             start = time.perf_counter()
-            train_replicas(X, r, dw, C0, widths[:2], reseed=False, fused=fused[N], **kw)  # compiles once
+            train_replicas(X, r, dw, C0, widths[:2], reseed=False, record_every=0, fused=fused[N],
+                           **kw)  # compiles once
             first[N] = time.perf_counter() - start
         for _ in range(repeats):
             for N, (X, r, dw, C0, widths, *_) in problems.items():
-                stamps: list[float] = []
-                res = train_replicas(X, r, dw, C0, widths[:probe], reseed=True, fused=fused[N], **kw,
-                                     callback=lambda e, loss, stamps=stamps: stamps.append(time.perf_counter()))
-                gaps = np.diff(stamps)
-                rows[N]["epoch"].append(float(np.median(gaps)))
-                rows[N]["reseed"].append(float((np.sum(gaps) - np.median(gaps) * len(gaps)) / 9))
+                per_epoch, reseeds, res = _probe_epochs(X, r, dw, C0, widths[:probe], fused=fused[N], **kw)
+                rows[N]["epoch"].append(per_epoch)
+                rows[N]["reseed"].append(reseeds / 9)
                 rows[N]["result"] = res
         entry = {"n_kernels": cfg.n_kernels, "epochs": cfg.epochs, "by_size": {}}
         for N, (X, r, dw, C0, widths, prep, weights) in problems.items():
