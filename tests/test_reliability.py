@@ -96,7 +96,7 @@ def test_exp_overflow_is_guarded_in_float32_training():
     r[: n // 2] = 0.0  # rows with no reference weight: 0 * exp(f) must not be NaN
     dw[: n // 2] = 1.0
     for comp in ((1, 0), (1, 1)):
-        loss, ga, gs, gx = _chunk_terms(Xa, Ca, aT, r, dw, None, *comp, True)
+        loss, ga, gs, gx = _chunk_terms(Xa, Xa, Ca, aT, r, dw, None, *comp, True)
         for value in (loss, ga, gs, gx):
             assert torch.isfinite(value).all()
 

@@ -493,3 +493,41 @@ def test_settling_is_judged_after_the_last_reseeding():
     assert not _settled(flat_after_jump, flat_after_jump[-1], 1e-2, since=0)[0]  # the last tenth sees the jump
     drifting = np.linspace(-40.0, -60.0, epochs)[:, None]
     assert not _settled(drifting, drifting[-1], 1e-2, since=900)[0]
+
+
+# ---------------------------------------------------------------- precision of the log-kernels
+
+
+def test_logits_move_to_float64_where_float32_cancels():
+    """Narrow kernels far from the origin (a 1-d tail at 6.5 standard deviations, width 0.003):
+    float32 log-kernels are off by about 0.1; the trainer's pool for them is float64 there, and
+    stays the float32 pool where float32 is accurate."""
+    from sparker.core.kernels import augment_centres
+    from sparker.model.trainer import logit_pool
+
+    x = torch.tensor([[6.5], [6.501], [6.4995], [0.2]], dtype=torch.float32)
+    Xa = augment_pool(x)
+    c = x[:3].double().view(1, 3, 1)
+    sigma = 0.003
+    exact = -((x.double()[:, None, :] - c[0][None]) ** 2).sum(-1) / (2 * sigma**2)  # (4, 3)
+    f32 = (Xa @ augment_centres(c.float(), sigma)).double()
+    Xl = logit_pool(Xa, sigma)
+    f64 = Xl @ augment_centres(c, sigma)
+    near = exact > -10
+    assert (f32 - exact)[near].abs().max() > 0.05
+    assert Xl.dtype == torch.float64 and (f64 - exact)[near].abs().max() < 1e-6
+    X, _, _ = shifted_pool(dtype=torch.float32)
+    Xa = augment_pool(X)
+    assert logit_pool(Xa, 0.3) is Xa
+
+
+def test_a_narrow_fit_in_a_far_tail_settles():
+    """The default narrow ensemble on a 1-d exponential sample (lone points far in the tail,
+    where the width is 0.003 standard deviations) settles: with float32 log-kernels its loss
+    jumped by whole units of t from epoch to epoch to the end."""
+    from sparker import SparKer
+
+    rng = np.random.default_rng(5)
+    reference, data = rng.exponential(size=(4000, 1)), rng.exponential(size=(400, 1))
+    model = SparKer(seed=0).fit(reference, data)
+    assert model.converged_

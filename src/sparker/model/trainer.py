@@ -133,10 +133,12 @@ class TrainResult:
     n_reseeded: np.ndarray | None = None
 
 
-def _chunk_terms(Xa, Ca, aT, r, dw, off, kp: int, sm: int, need_grad: bool):
+def _chunk_terms(Xa, Xl, Ca, aT, r, dw, off, kp: int, sm: int, need_grad: bool):
     """Loss and gradient sums of one row chunk (the fused hot path).
 
-    Xa: (n, d+2) augmented pool rows; Ca: (d+2, M*B) with columns ordered
+    Xa: (n, d+2) augmented pool rows; Xl: the same rows in the precision of the
+    log-kernels (``Xa`` itself, or its float64 copy where float32 would cancel: see
+    :func:`logit_pool`); Ca: (d+2, M*B) in that precision, with columns ordered
     kernel-major (column ``i*B + b`` is kernel i of replica b); aT: (M, B);
     r, dw: (n, B); off: (n, B) or None (fixed log ratio of earlier layers).
     The gate is ``phi = k**kp * s**sm`` (see :class:`~sparker.core.kernels.Competition`).
@@ -148,7 +150,7 @@ def _chunk_terms(Xa, Ca, aT, r, dw, off, kp: int, sm: int, need_grad: bool):
     """
     n = Xa.shape[0]
     M, B = aT.shape
-    l = (Xa @ Ca).clamp_max(0.0).view(n, M, B)  # (n, M, B) log-kernels
+    l = (Xl @ Ca).to(Xa.dtype).clamp_max(0.0).view(n, M, B)  # (n, M, B) log-kernels
     m = l.amax(1, keepdim=True)  # (n, 1, B)
     e = torch.exp(l - m)  # (n, M, B), in (0, 1]
     if sm:
@@ -222,10 +224,14 @@ class _Compiled:
 _COMPILE_WORK = 1e9
 
 
-def _loss_and_grad(Xa, chunks, centres, amps, sigma, r, dw, off, comp, need_grad=True, fn=_chunk_terms):
-    """Loss (B,), amplitude gradient (B, M) and centre gradient (B, M, d), float64."""
+def _loss_and_grad(Xa, chunks, centres, amps, sigma, r, dw, off, comp, need_grad=True, fn=_chunk_terms, Xl=None):
+    """Loss (B,), amplitude gradient (B, M) and centre gradient (B, M, d), float64.
+
+    ``Xl``: the pool for the log-kernels (:func:`logit_pool`; default ``Xa``).
+    """
     B, M, d = centres.shape
-    Ca = augment_centres(centres.transpose(0, 1).to(Xa.dtype), sigma)  # (d+2, M*B), kernel-major
+    Xl = Xa if Xl is None else Xl
+    Ca = augment_centres(centres.transpose(0, 1).to(Xl.dtype), sigma)  # (d+2, M*B), kernel-major
     aT = amps.T.to(Xa.dtype).contiguous()  # (M, B)
     loss = torch.zeros(B, dtype=torch.float64, device=Xa.device)
     ga = torch.zeros(M, B, dtype=torch.float64, device=Xa.device)
@@ -233,7 +239,7 @@ def _loss_and_grad(Xa, chunks, centres, amps, sigma, r, dw, off, comp, need_grad
     gx = torch.zeros(M * B, d, dtype=torch.float64, device=Xa.device)
     for lo, hi in chunks:
         o = None if off is None else off[lo:hi]
-        terms = fn(Xa[lo:hi], Ca, aT, r[lo:hi], dw[lo:hi], o, comp.k_power, comp.softmax, need_grad)
+        terms = fn(Xa[lo:hi], Xl[lo:hi], Ca, aT, r[lo:hi], dw[lo:hi], o, comp.k_power, comp.softmax, need_grad)
         loss += terms[0]
         if need_grad:
             ga += terms[1]
@@ -276,10 +282,30 @@ def evaluate_loss(X, centres, amplitudes, sigma, ref_weight, data_weight, *, com
         Xa = augment_pool(X[lo:hi].to(torch.float64))
         o = None if offset is None else offset[lo:hi].to(torch.float64)
         total += _chunk_terms(
-            Xa, Ca, a64, ref_weight[lo:hi].to(torch.float64), data_weight[lo:hi].to(torch.float64),
+            Xa, Xa, Ca, a64, ref_weight[lo:hi].to(torch.float64), data_weight[lo:hi].to(torch.float64),
             o, comp.k_power, comp.softmax, need_grad=False,
         )[0]
     return total.cpu().numpy()
+
+
+#: Largest error of a float32 log-kernel the trainer accepts (about 1% of a kernel's value).
+LOGIT_TOLERANCE = 1e-2
+
+
+def logit_pool(Xa: torch.Tensor, sigma_min: float) -> torch.Tensor:
+    """The augmented pool in which the log-kernels are computed: ``Xa``, or a float64 copy.
+
+    ``l = x.mu / s2 - |x|^2 / (2 s2) - |mu|^2 / (2 s2)`` in float32 cancels: near a kernel
+    (where it matters) its error is about ``eps32 |x|^2 / s2``.  Far from the origin in
+    units of the width (a narrow kernel in the tail of a standardised 1-d sample: |x| = 6.5,
+    s = 0.003 gives about 0.3) that error makes the loss and gradients jitter by whole units
+    of t from epoch to epoch; there the product is done in float64, with ``|x|^2`` in
+    float64 too (the rest of the step stays float32).
+    """
+    if Xa.dtype == torch.float64 or not len(Xa):
+        return Xa
+    err = torch.finfo(torch.float32).eps * float(Xa[:, -1].max()) / sigma_min**2
+    return augment_pool(Xa[:, :-2].double()) if err > LOGIT_TOLERANCE else Xa
 
 
 class _Adam:
@@ -394,6 +420,7 @@ def train_replicas(
     epochs = len(widths)
     dtype = X.dtype
     Xa = augment_pool(X) if augmented is None else augmented  # (N, d+2), built once per fit
+    Xl = logit_pool(Xa, float(widths.min())) if epochs else Xa  # where the log-kernels are computed
     r = ref_weight.to(dtype).contiguous()
     dw = data_weight.to(dtype).contiguous()
     off = None if offset is None else offset.to(dtype).contiguous()
@@ -419,9 +446,9 @@ def train_replicas(
             sigma = float(widths[e])
             if e in reseed_step:
                 cand_idx = candidate_rows(dw, n_candidates, step=reseed_step[e])
-                n_moved += reseed_kernels(Xa, chunks, centres, amps, sigma, r, dw, off, comp, opt, cand_idx,
+                n_moved += reseed_kernels(Xl, chunks, centres, amps, sigma, r, dw, off, comp, opt, cand_idx,
                                           reseed_margin, budget=chunk_elements(X.device), block=block)
-            loss, ga, gmu = _loss_and_grad(Xa, chunks, centres, amps, sigma, r, dw, off, comp, fn=fn)
+            loss, ga, gmu = _loss_and_grad(Xa, chunks, centres, amps, sigma, r, dw, off, comp, fn=fn, Xl=Xl)
             loss_np = loss.cpu().numpy()
             losses[e] = loss_np
             if rec.replicas and e % record_every == 0:
