@@ -224,7 +224,8 @@ class _Compiled:
 _COMPILE_WORK = 1e9
 
 
-def _loss_and_grad(Xa, chunks, centres, amps, sigma, r, dw, off, comp, need_grad=True, fn=_chunk_terms, Xl=None):
+def _loss_and_grad(Xa, chunks, centres, amps, sigma, r, dw, off, comp, need_grad=True, fn=_chunk_terms,
+                   Xl=None):
     """Loss (B,), amplitude gradient (B, M) and centre gradient (B, M, d), float64.
 
     ``Xl``: the pool for the log-kernels (:func:`logit_pool`; default ``Xa``).
@@ -239,7 +240,8 @@ def _loss_and_grad(Xa, chunks, centres, amps, sigma, r, dw, off, comp, need_grad
     gx = torch.zeros(M * B, d, dtype=torch.float64, device=Xa.device)
     for lo, hi in chunks:
         o = None if off is None else off[lo:hi]
-        terms = fn(Xa[lo:hi], Xl[lo:hi], Ca, aT, r[lo:hi], dw[lo:hi], o, comp.k_power, comp.softmax, need_grad)
+        terms = fn(Xa[lo:hi], Xl[lo:hi], Ca, aT, r[lo:hi], dw[lo:hi], o, comp.k_power, comp.softmax,
+                   need_grad)
         loss += terms[0]
         if need_grad:
             ga += terms[1]
@@ -298,7 +300,7 @@ def logit_pool(Xa: torch.Tensor, sigma_min: float) -> torch.Tensor:
     ``l = x.mu / s2 - |x|^2 / (2 s2) - |mu|^2 / (2 s2)`` in float32 cancels: near a kernel
     (where it matters) its error is about ``eps32 |x|^2 / s2``.  Far from the origin in
     units of the width (a narrow kernel in the tail of a standardised 1-d sample: |x| = 6.5,
-    s = 0.003 gives about 0.3) that error makes the loss and gradients jitter by whole units
+    s = 0.003 gives about 0.5) that error makes the loss and gradients jitter by whole units
     of t from epoch to epoch; there the product is done in float64, with ``|x|^2`` in
     float64 too (the rest of the step stays float32).
     """
