@@ -307,8 +307,9 @@ class SparKer(BaseEstimator):
         self.statistic_ = float(fit.statistic[0])
         self.converged_ = bool(fit.converged[0])
         if not self.converged_:
-            warnings.warn("SparKer: the loss had not settled at the end of training; consider more epochs",
-                          ConvergenceWarning, stacklevel=2)
+            warnings.warn("SparKer: the loss had not settled at the end of training, so t depends on the "
+                          "number of epochs; compare it only with null toys trained the same way "
+                          "(a calibrated test does)", ConvergenceWarning, stacklevel=2)
         # per-kernel soft counts need the samples: computed once here
         self.kernels_ = kernel_table(self.stack_, std, self._feature_names(), cfg.a_max, Rs, Ds, w, wd)
         self._fit_top_ = top_candidates(self.stack_, D, Ds)

@@ -134,8 +134,9 @@ class TestResult:
             text += (f" With {n_null} toys the p-value cannot go below {self.resolution:.3g} > alpha; "
                      f"run more toys (at least {toys_needed(float(zscore(alpha)))} for alpha = {alpha:g}).")
         if not self.converged:
-            text += (" Loss not settled: the observed fit had not converged at the end of training; "
-                     "consider more epochs.")
+            text += (" Loss not settled: the observed fit's loss was still falling at the end of "
+                     "training, so t depends on the number of epochs; the p-value stays valid because "
+                     "every null toy trained with the same epochs.")
         loss = "" if self.converged and self.model is None else \
             f"; loss {'settled' if self.converged else 'not settled'}"
         if self.per_config is None:

@@ -87,7 +87,8 @@ def fit_verdict(model, alpha: float = 0.05) -> dict:
     text = (f"Not calibrated: t = {t:.4g} from a single fit. A p-value needs null toys "
             "(sparker test, or sparker.test in Python).")
     if not settled:
-        text += " Loss not settled: the fit had not converged at the end of training; consider more epochs."
+        text += (" Loss not settled: the loss was still falling at the end of training, so t depends on "
+                 "the number of epochs; compare it only with null toys trained the same way.")
     return {
         "calibrated": False,
         "significant": None,
