@@ -42,8 +42,13 @@ Parts (``--part``, several allowed; default all):
     re-seeding pass, the float64 final pass, compilation, standardising and widths, the
     toys' weights).
 ``versus``
-    ``sparker.test`` and kernel NPLM's calibrated test (``--n-null`` null samples) on the
-    same inputs, N_R = 50,000, N_D = 5,000, d = 32, in one process: the time ratio.
+    ``sparker.test`` (the default, and with ``reference_batch = N_D``) and kernel NPLM's
+    calibrated test (``--n-null`` null samples) on the same inputs, N_R = 50,000,
+    N_D = 5,000, d = 32, in one process: the time ratios.
+``batched``
+    The largest N_R (N_D = N_R / 10, d = 32) for one calibrated test with
+    ``reference_batch = N_D`` within ``--budget`` seconds: tests at doubling N_R until one
+    takes longer than ``--cap``, then extrapolated with the measured growth.
 ``memory``
     Peak RSS of a calibrated test at N_R = 10^6, N_D = 10^5, d = 32 with 3 epochs per
     scale (the memory of a test does not depend on its epochs).
@@ -164,11 +169,13 @@ def work_test(method, N, d, n_null, **_):
     their smallest test, one null sample)."""
     R, D = _samples(N, max(2, N // 10), d)
     start = time.perf_counter()
-    if method == "sparker":
+    if method in ("sparker", "sparker_batched"):
+        # sparker_batched: every epoch reads the data and a slice of N_D reference rows
+        batch = {"reference_batch": max(2, N // 10)} if method == "sparker_batched" else {}
         if n_null:
-            sparker.test(R, D, n_null=n_null, seed=0)
+            sparker.test(R, D, n_null=n_null, seed=0, **batch)
         else:
-            sparker.SparKer(seed=0).fit(R, D)
+            sparker.SparKer(seed=0, **batch).fit(R, D)
     elif method == "mmd":
         mmd(R, D, n_null=max(1, n_null), seed=0)
     else:
@@ -326,14 +333,19 @@ def work_memory(N, d, n_null, epochs, **_):
 
 
 def work_versus(N, d, n_null, **_):
-    """sparker.test and kernel NPLM's calibrated test on the same inputs, one process."""
+    """sparker.test (the default, and with ``reference_batch = N_D``) and kernel NPLM's
+    calibrated test on the same inputs, one process."""
     R, D = _samples(N, max(2, N // 10), d)
     start = time.perf_counter()
     nplm_kernel(R, D, n_null=n_null, seed=0)
     nplm = time.perf_counter() - start
     start = time.perf_counter()
     res = sparker.test(R, D, n_null=n_null, seed=0)
-    return {"nplm_s": nplm, "sparker_s": time.perf_counter() - start, "sparker_p": float(res.pvalue)}
+    default = time.perf_counter() - start
+    start = time.perf_counter()
+    batched = sparker.test(R, D, n_null=n_null, seed=0, reference_batch=D.shape[0])
+    return {"nplm_s": nplm, "sparker_s": default, "sparker_p": float(res.pvalue),
+            "batched_s": time.perf_counter() - start, "batched_p": float(batched.pvalue)}
 
 
 WORKERS = {
@@ -618,6 +630,18 @@ def part_largest(args, results):
     results["largest"] = out
 
 
+def part_batched(args, results):
+    """Largest N_R for a calibrated test with ``reference_batch = N_D`` (N_D = N_R / 10, d = 32,
+    ``--n-null`` null samples), measured at doubling N_R up to ``--cap`` seconds, then
+    extrapolated with the measured growth (at least linear)."""
+    print(f"\n== largest N_R for one calibrated test with reference_batch = N_D, {args.n_null} null samples, "
+          f"within {args.budget:g} s (runs capped at {args.cap:g} s)", flush=True)
+    row = _largest_measured("sparker_batched", args.n_null, args, 1.0)
+    n = row["largest_N"]
+    print(f"  sparker, reference_batch = N_D: {'-' if n is None else f'{n:,.0f}'}   {row['note']}")
+    results["batched"] = row
+
+
 def part_toys(args, results):
     """Per-epoch cost of a block of 16 toys at N_R and 4 N_R, the fixed costs beside it."""
     sizes = (20_000, 80_000) if args.quick else (100_000, 400_000)
@@ -644,8 +668,9 @@ def part_versus(args, results):
     if out is None:
         return
     print(f"\n== calibrated tests, {args.n_null} null samples, N_R = {N}, N_D = {N // 10}, d = 32: "
-          f"sparker {out['sparker_s']:.1f} s, kernel NPLM {out['nplm_s']:.1f} s: "
-          f"{out['sparker_s'] / out['nplm_s']:.1f}x")
+          f"sparker {out['sparker_s']:.1f} s, with reference_batch = N_D {out['batched_s']:.1f} s, "
+          f"kernel NPLM {out['nplm_s']:.1f} s: {out['sparker_s'] / out['nplm_s']:.1f}x and "
+          f"{out['batched_s'] / out['nplm_s']:.1f}x NPLM's time")
     results["versus"] = out
 
 
@@ -743,6 +768,7 @@ PARTS = {
     "largest": part_largest,
     "toys": part_toys,
     "versus": part_versus,
+    "batched": part_batched,
     "memory": part_memory,
 }
 

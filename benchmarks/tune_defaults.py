@@ -64,6 +64,11 @@ VARIANTS = {
     # broader still: four kernels ending at the 20 % or 50 % distance quantile
     "wide4": {"n_kernels": 4, "sigma_end_quantile": 0.2, "epochs": 300},
     "wider4": {"n_kernels": 4, "sigma_end_quantile": 0.5, "epochs": 300},
+    # the three scales of the calibrated test with reference batches (``reference_batch``):
+    # each epoch reads the data and 1,000 reference rows (about N_D at the study's sizes)
+    "rb1000": {"reference_batch": 1000},
+    "mid4-rb1000": {"n_kernels": 4, "sigma_end_quantile": 0.02, "epochs": 500, "reference_batch": 1000},
+    "wider4-rb1000": {"n_kernels": 4, "sigma_end_quantile": 0.5, "epochs": 300, "reference_batch": 1000},
 }
 
 #: scenario -> the rare signal fraction the study uses by default

@@ -49,7 +49,8 @@ from sparker.calibration import Calibration
 from sparker.calibration.checkpoint import Checkpoint
 from sparker.app.cli import main
 from sparker.io import read_table, write_json
-from sparker.model.trainer import MIN_WIDTH, _chunk_terms, train_replicas
+from sparker.model.step import chunk_terms as _chunk_terms
+from sparker.model.trainer import MIN_WIDTH, train_replicas
 
 TINY = {"n_kernels": 2, "epochs": 20, "reseed": False}
 SRC = Path(sparker.__file__).parent

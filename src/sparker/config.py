@@ -130,6 +130,11 @@ class TrainingConfig:
         "reference", "What the standardisation and default widths come from: the reference, or "
                      "the reference and data pooled (permutation tests use pooled)",
         choices=STANDARDIZE_MODES)
+    reference_batch: int | None = _setting(
+        None, "Reference rows per epoch (each replica's data rows are always all used): the "
+              "reference term of each epoch is estimated on a fresh slice of this many reference "
+              "rows, so an epoch costs data + reference_batch rows instead of the whole pool; "
+              "re-seeding and the statistic still use the whole reference. Default: all rows")
     chunk_rows: int | None = _setting(
         None, "Rows per chunk of the full-batch gradient (memory bound); default ~1 MB of "
               "activations per chunk")
@@ -206,6 +211,8 @@ def validate_config(cfg: TrainingConfig) -> None:
         raise ValueError(f"l1: must be >= 0, got {cfg.l1!r}")
     if not isinstance(cfg.reseed, (bool, np.bool_)):
         raise TypeError(f"reseed: must be True or False, got {cfg.reseed!r}")
+    if cfg.reference_batch is not None and (not is_int(cfg.reference_batch) or cfg.reference_batch < 1):
+        raise ValueError(f"reference_batch: must be a positive integer or None, got {cfg.reference_batch!r}")
     if cfg.chunk_rows is not None and (not is_int(cfg.chunk_rows) or cfg.chunk_rows < 1):
         raise ValueError(f"chunk_rows: must be a positive integer, got {cfg.chunk_rows!r}")
     if not is_int(cfg.record_every) or cfg.record_every < 0:

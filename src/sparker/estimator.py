@@ -120,12 +120,9 @@ class SparKer(BaseEstimator):
         Amplitudes are clipped to ``[-a_max, a_max]`` after every step; at most
         50, so that ``exp(f)`` stays finite in float32.
     l1 : float, default=0.5
-        L1 penalty on the amplitudes, in loss units per unit amplitude (the
-        statistic itself is always the unpenalised ``-2 L``).  A small penalty
-        stops pairs of overlapping kernels with large opposite amplitudes
-        ("dipoles") from forming while the width is broad; on square2d it
-        raised the clump recovery from 4/5 to 5/5 seeds (``docs/defaults.md``).
-        0 turns it off.
+        L1 penalty on the amplitudes, in loss units per unit amplitude (the statistic is
+        always the unpenalised ``-2 L``); it stops "dipoles" of overlapping kernels with large
+        opposite amplitudes from forming while the width is broad (``docs/defaults.md``). 0: off.
     reseed : bool, default=True
         Re-seed the least useful kernel onto the largest unexplained excess or
         deficit at fixed points of the schedule (see :mod:`sparker.model.reseed`).
@@ -139,6 +136,8 @@ class SparKer(BaseEstimator):
     n_expected : float, optional
         ``N_0``, the number of data points expected under the reference
         hypothesis; default: the observed (weighted) data count.
+    reference_batch : int, optional
+        Reference rows per epoch (default: all; ``docs/method.md``, "Reference batches").
     chunk_rows : int, optional
         Rows per chunk of the full-batch gradient (memory bound); default ~1 MB
         of activations per chunk.
@@ -195,6 +194,7 @@ class SparKer(BaseEstimator):
         standardize: str = _DEFAULT.standardize,
         layers=None,
         n_expected: float | None = None,
+        reference_batch: int | None = _DEFAULT.reference_batch,
         chunk_rows: int | None = _DEFAULT.chunk_rows,
         record_every: int = _DEFAULT.record_every,
         seed: int = 0,
@@ -217,6 +217,7 @@ class SparKer(BaseEstimator):
         self.standardize = standardize
         self.layers = layers
         self.n_expected = n_expected
+        self.reference_batch = reference_batch
         self.chunk_rows = chunk_rows
         self.record_every = record_every
         self.seed = seed
@@ -296,7 +297,8 @@ class SparKer(BaseEstimator):
         order = canonical_order([R, D], None if cfg.standardize == "pooled" else [w, wd])
         Xa, r, dw = weighted_pool(Rs, Ds, w, wd, device, order)
         X = Xa[:, : R.shape[1]]  # (N, d) the pool: reference rows, then data rows
-        fit = fit_stack(X, r, dw, cfg, widths, [init_seed], augmented=Xa)
+        is_ref = torch.as_tensor(order < R.shape[0], device=Xa.device)  # reference_batch slices these rows
+        fit = fit_stack(X, r, dw, cfg, widths, [init_seed], augmented=Xa, reference_rows=is_ref)
         del X, Xa
         _check_finite_fit(float(fit.statistic[0]), fit.layers)
         self.standardizer_ = std

@@ -205,6 +205,10 @@ def standardization(configs: list[TrainingConfig], mode: str) -> list[TrainingCo
     reference alone, so ``"pooled"`` is refused there.
     """
     if mode == "permutation":
+        if any(c.reference_batch is not None for c in configs):
+            raise ValueError("reference_batch: needs resample toys (a reference at least 5 times the data, or "
+                             "null='resample'); with permutation toys the observed fit could not slice its "
+                             "reference the way the toys slice theirs")
         return [replace(c, standardize="pooled") for c in configs]
     if any(c.standardize == "pooled" for c in configs):
         raise ValueError("standardize: 'pooled' is for permutation toys (null='permutation'); resample "

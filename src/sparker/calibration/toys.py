@@ -107,7 +107,11 @@ def _run_block(problem: ToyProblem, k: int, toy_ids: tuple[int, ...]) -> np.ndar
     X = torch.as_tensor(problem.pool, device=device)  # (N, d)
     r, d = (t.to(device) for t in toy_block_weights(problem.spec, problem.seed, toy_ids, problem.ref_weight))
     seeds = [child_seed(problem.seed, TOY_KEY, b, 1) for b in toy_ids]
-    fit = fit_stack(X, r, d, problem.configs[k], problem.widths[k], seeds, record_replicas=())
+    # reference_batch slices: every pool row is a reference row of some toy (the observed fit's
+    # slices come from all of its reference rows, the held-out ones included)
+    every_row = torch.ones(X.shape[0], dtype=torch.bool, device=device)
+    fit = fit_stack(X, r, d, problem.configs[k], problem.widths[k], seeds, record_replicas=(),
+                    reference_rows=every_row)
     return np.asarray(fit.statistic, dtype=np.float64)
 
 

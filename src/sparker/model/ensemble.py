@@ -171,6 +171,7 @@ def fit_stack(
     *,
     record_replicas=(0,),
     augmented: torch.Tensor | None = None,
+    reference_rows: torch.Tensor | None = None,
 ) -> StackFit:
     """Train every layer of ``config`` for B replicas.
 
@@ -190,6 +191,12 @@ def fit_stack(
     augmented : Tensor of shape (N, d+2), optional
         ``augment_pool(X)`` if the caller holds it (``X`` typically its view
         ``augmented[:, :d]``): the trainer then makes no copy of the pool.
+    reference_rows : Tensor of bool, shape (N,), optional
+        The rows ``reference_batch`` slices are cut from
+        (:func:`~sparker.model.trainer.train_replicas`).  With ``reference_batch``, the
+        slices of every epoch are shared by the replicas and drawn from the first
+        replica's stream, so a replica's statistic then depends on the block it is
+        trained in (toys are always trained in the same fixed blocks).
     """
     B = ref_weight.shape[1]
     if len(seeds) != B:
@@ -217,6 +224,9 @@ def fit_stack(
             record_every=layer.record_every,
             record_replicas=record_replicas,
             augmented=augmented,
+            reference_batch=layer.reference_batch,
+            reference_rows=reference_rows,
+            batch_rng=rngs[0],  # the first replica's stream, after its starting centres
             callback=None if report is None else (lambda e, _loss, base=done: report(base + e + 1, total)),
         )
         done += layer.epochs

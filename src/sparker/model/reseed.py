@@ -22,7 +22,7 @@ import torch
 
 from ..core.kernels import augment_centres
 
-__all__ = ["candidate_block", "candidate_rows", "reseed_kernels", "reseed_scores"]
+__all__ = ["candidate_block", "candidate_rows", "reseed_kernels", "reseed_scores", "reseed_scores_batched"]
 
 log = logging.getLogger(__name__)
 
@@ -77,38 +77,119 @@ def reseed_scores(Xa, chunks, centres, amps, sigma, r, dw, off, comp, cand_idx, 
     for lo0, hi0 in chunks:
         n = hi0 - lo0
         l = (Xa[lo0:hi0] @ Ca).clamp_max_(0.0).view(n, M, B)
-        m, top = l.max(1, keepdim=True)  # (n, 1, B)
-        e = torch.exp(l - m)  # (n, M, B)
-        is_top = torch.zeros_like(e, dtype=torch.bool).scatter_(1, top, True)
-        P = aT * e.pow(kp + sm) * torch.exp(kp * m)  # (n, M, B)
-        num = P.sum(1, keepdim=True)  # (n, 1, B)
-        if sm:
-            S = e.sum(1, keepdim=True)
-            f = num / S
-            numer = torch.where(is_top, P.masked_fill(is_top, 0.0).sum(1, keepdim=True), num - P)
-            denom = torch.where(is_top, e.masked_fill(is_top, 0.0).sum(1, keepdim=True), S - e)
-            f_i = torch.where(denom > 0, numer / denom.clamp_min(1e-30), torch.zeros_like(numer))
-        else:
-            f = num
-            f_i = num - P
-        o = 0.0 if off is None else off[lo0:hi0].unsqueeze(1)
-        rr, dd = r[lo0:hi0].unsqueeze(1), dw[lo0:hi0].unsqueeze(1)  # (n, 1, B)
-        ef = torch.exp(f + o)  # (n, 1, B)
-        base = rr * ef - dd * f  # (n, 1, B)
-        alt = rr * torch.exp(f_i + o) - dd * f_i  # (n, M, B)
-        gain += (alt - base).double().sum(0)
-        expected = (rr * ef).squeeze(1)  # (n, B)
+        g, expected = _gain_terms(l, aT, r[lo0:hi0], dw[lo0:hi0], None if off is None else off[lo0:hi0], kp, sm)
+        gain += g
         for lo in range(lo0, hi0, step):
             hi = min(hi0, lo + step)
             d_sum, r_sum = block(Xa[lo:hi], Cy, dw[lo:hi], expected[lo - lo0:hi - lo0])
             nD += d_sum.double()  # (n_cand, B)
             nR += r_sum.double()
+    return gain.T, _candidate_gains(nD, nR, dw, cand_idx)
+
+
+def _gain_terms(l, aT, r, dw, off, kp: int, sm: int):
+    """Kernel gains (M, B), float64, of rows with log-kernels ``l`` (n, M, B), and the
+    expected counts ``r e^(f + off)`` (n, B) of those rows under the current model."""
+    m, top = l.max(1, keepdim=True)  # (n, 1, B)
+    e = torch.exp(l - m)  # (n, M, B)
+    is_top = torch.zeros_like(e, dtype=torch.bool).scatter_(1, top, True)
+    P = aT * e.pow(kp + sm) * torch.exp(kp * m)  # (n, M, B)
+    num = P.sum(1, keepdim=True)  # (n, 1, B)
+    if sm:
+        S = e.sum(1, keepdim=True)
+        f = num / S
+        numer = torch.where(is_top, P.masked_fill(is_top, 0.0).sum(1, keepdim=True), num - P)
+        denom = torch.where(is_top, e.masked_fill(is_top, 0.0).sum(1, keepdim=True), S - e)
+        f_i = torch.where(denom > 0, numer / denom.clamp_min(1e-30), torch.zeros_like(numer))
+    else:
+        f = num
+        f_i = num - P
+    o = 0.0 if off is None else off.unsqueeze(1)
+    rr, dd = r.unsqueeze(1), dw.unsqueeze(1)  # (n, 1, B)
+    ef = torch.exp(f + o)  # (n, 1, B)
+    base = rr * ef - dd * f  # (n, 1, B)
+    alt = rr * torch.exp(f_i + o) - dd * f_i  # (n, M, B)
+    return (alt - base).double().sum(0), (rr * ef).squeeze(1)
+
+
+def _candidate_gains(nD, nR, dw, cand_idx):
+    """Candidate gains (B, n_cand) from the data and expected sums (n_cand, B) at the candidates."""
     # leave-one-out: a candidate's own point is not evidence of an excess around it (in
     # high dimensions a narrow kernel sees only its centre point, so every data point
     # would look like a clump of one and re-seeding would memorise single points)
     nD = (nD - dw.gather(0, cand_idx.T).double()).clamp_min(0.0)
     nD, nR = nD.T, nR.T.clamp_min(1e-12)  # (B, n_cand)
-    return gain.T, nD * torch.log((nD / nR).clamp_min(1e-300)) - (nD - nR)
+    return nD * torch.log((nD / nR).clamp_min(1e-300)) - (nD - nR)
+
+
+def reseed_scores_batched(batches, Xa, chunks, centres, amps, sigma, r, dw, off, comp, cand_idx, *, budget: int,
+                          block=candidate_block, top: int = 32):
+    """:func:`reseed_scores` of a fit with ``reference_batch``, without a full pass per candidate.
+
+    The candidates' data sums come exactly from each replica's own data rows (``batches``,
+    a :class:`sparker.model.trainer._RowBatches`); their expected counts are first
+    estimated on one reference slice, and only the ``top`` candidates of each replica by
+    the estimated gain (the estimate floored at one slice row's weight, so that a slice
+    that happens to miss a region does not make its candidates look infinitely good) get
+    their expected counts, and so their gains, from the whole reference; the others get
+    a gain of -inf.  The kernel gains are exact.  The whole reference is then read once
+    for ``M + top`` columns per replica instead of ``M + n_cand``.
+    """
+    B, M, d = centres.shape
+    kp, sm = comp.k_power, comp.softmax
+    dt, dev = Xa.dtype, Xa.device
+    aT = amps.T.to(dt).contiguous()  # (M, B)
+    n_cand = cand_idx.shape[1]
+    top = min(top, n_cand)
+    cstep = max(1, 8 * budget // (n_cand * B))  # rows per candidate block
+    Y = Xa[cand_idx.T.reshape(-1), :-2]  # (n_cand*B, d), candidate-major
+    Cy = augment_centres(Y.view(n_cand, B, -1), sigma)  # (d+2, n_cand*B)
+    Ca = augment_centres(centres.transpose(0, 1).to(dt), sigma)  # (d+2, M*B), kernel-major
+    # 1. the data rows of every replica, exactly: their part of the kernel gains, and n_D
+    Xd = batches.data[0] if batches.data[1] is None else batches.data[1]  # (B, K, d+2)
+    Cb = augment_centres(centres.to(dt), sigma).view(d + 2, B, M).permute(1, 0, 2).contiguous()  # (B, d+2, M)
+    Cyb = Cy.view(d + 2, n_cand, B).permute(2, 0, 1).contiguous()  # (B, d+2, n_cand)
+    ddw, doff = batches.data_dw, batches.data_off
+    gain = torch.zeros(M, B, dtype=torch.float64, device=dev)
+    nD = torch.zeros(B, n_cand, dtype=torch.float64, device=dev)
+    for lo in range(0, Xd.shape[1], cstep):
+        hi = min(Xd.shape[1], lo + cstep)
+        Xg = Xd[:, lo:hi]
+        l = torch.bmm(Xg, Cb).clamp_max_(0.0).permute(1, 2, 0).contiguous()  # (n, M, B)
+        gain += _gain_terms(l, aT, torch.zeros_like(ddw[lo:hi]), ddw[lo:hi],
+                            None if doff is None else doff[lo:hi], kp, sm)[0]
+        k = torch.exp(torch.bmm(Xg, Cyb).clamp_max_(0.0))  # (B, n, n_cand)
+        nD += torch.bmm(ddw[lo:hi].T.unsqueeze(1).to(k.dtype), k).squeeze(1).double()  # (B, n_cand)
+    nD = nD.T  # (n_cand, B)
+    # 2. expected counts at every candidate, estimated on one reference slice
+    idx = batches.reference_slice()
+    rs = r[idx] * batches.scale
+    os_ = None if off is None else off[idx]
+    nR_est = torch.zeros(n_cand, B, dtype=torch.float64, device=dev)
+    for lo in range(0, len(idx), cstep):
+        hi = min(len(idx), lo + cstep)
+        Xs = Xa[idx[lo:hi]]
+        l = (Xs @ Ca).clamp_max_(0.0).view(hi - lo, M, B)
+        expected = _gain_terms(l, aT, rs[lo:hi], torch.zeros_like(rs[lo:hi]),
+                               None if os_ is None else os_[lo:hi], kp, sm)[1]
+        nR_est += block(Xs, Cy, torch.zeros_like(expected), expected)[1].double()
+    positive = rs[rs > 0]
+    floor = float(positive.median()) if len(positive) else 1e-12
+    pick = _candidate_gains(nD, nR_est.clamp_min(floor), dw, cand_idx)
+    best = pick.topk(top, dim=1).indices  # (B, top)
+    # 3. the whole reference once: its part of the kernel gains, and n_R at the best candidates
+    cand_top = cand_idx.gather(1, best)  # (B, top)
+    Ct = augment_centres(Xa[cand_top.T.reshape(-1), :-2].view(top, B, -1), sigma)  # (d+2, top*B)
+    nR = torch.zeros(top, B, dtype=torch.float64, device=dev)
+    for lo, hi in chunks:
+        l = (Xa[lo:hi] @ Ca).clamp_max_(0.0).view(hi - lo, M, B)
+        zero = torch.zeros_like(r[lo:hi])
+        g, expected = _gain_terms(l, aT, r[lo:hi], zero, None if off is None else off[lo:hi], kp, sm)
+        gain += g
+        nR += block(Xa[lo:hi], Ct, zero, expected)[1].double()
+    gains = torch.full((B, n_cand), -math.inf, dtype=torch.float64, device=dev)
+    cg = _candidate_gains(nD.gather(0, best.T), nR, dw, cand_top)  # (B, top)
+    return gain.T, gains.scatter_(1, best, cg)
 
 
 #: seed of the fixed shuffle of a replica's data rows that candidate subsets are cut from
@@ -153,17 +234,23 @@ def candidate_rows(data_weight: torch.Tensor, n_cand: int, step: int = 0) -> tor
 
 
 def reseed_kernels(Xa, chunks, centres, amps, sigma, r, dw, off, comp, opt, cand_idx, margin, *,
-                   budget: int, block=candidate_block):
+                   budget: int, block=candidate_block, batches=None):
     """Move each replica's least useful kernel to the largest unexplained excess.
 
     Like k-means implementations that re-seed empty clusters: if the best
     candidate's gain exceeds the smallest kernel gain by ``margin`` (loss
     units), that kernel jumps there with amplitude 0 and fresh Adam state.
-    At most one kernel per replica moves per call.  Returns a (B,) 0/1 array.
+    At most one kernel per replica moves per call.  With ``batches`` (a fit with
+    ``reference_batch``) the scores come from :func:`reseed_scores_batched`.  Returns a
+    (B,) 0/1 array.
     """
     B, M, _ = centres.shape
-    kg, cg = reseed_scores(Xa, chunks, centres, amps, sigma, r, dw, off, comp, cand_idx,
-                           budget=budget, block=block)
+    if batches is None:
+        kg, cg = reseed_scores(Xa, chunks, centres, amps, sigma, r, dw, off, comp, cand_idx,
+                               budget=budget, block=block)
+    else:  # a fit with reference_batch
+        kg, cg = reseed_scores_batched(batches, Xa, chunks, centres, amps, sigma, r, dw, off, comp, cand_idx,
+                                       budget=budget, block=block)
     if log.isEnabledFor(logging.DEBUG):
         log.debug("reseed sigma=%.3f kernel gains %s best candidate gains %s", sigma,
                   kg.cpu().numpy().round(2), cg.max(1).values.cpu().numpy().round(2))

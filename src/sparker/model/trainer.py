@@ -48,7 +48,9 @@ from ..config import TrainingConfig
 from ..core.kernels import augment_centres, augment_pool, get_competition
 from ..core.schedules import MIN_WIDTH
 from ..core.threads import adapted_threads
+from .batches import RowBatches, batch_loss_and_grad
 from .reseed import candidate_block, candidate_rows, reseed_kernels
+from .step import chunk_terms as _chunk_terms, terms as _terms
 
 __all__ = ["TrainResult", "train_replicas", "default_chunk_rows", "chunk_elements", "evaluate_loss"]
 
@@ -59,12 +61,6 @@ _DEFAULT = TrainingConfig()
 
 #: element budget (rows x B x M) of one chunk's activations: a few MB, cache friendly
 _CHUNK_ELEMENTS = 1 << 18
-
-
-#: In float32 (and lower) precision, ``exp(f)`` is taken of ``min(f, _F_CLAMP)``: only
-#: reachable by stacks or ``competition="none"`` with large amplitudes, it keeps the
-#: loss and its gradient finite (``0 * inf`` would give NaN); float64 is left exact.
-_F_CLAMP = 60.0
 
 
 #: on a CUDA device, the float32 temporaries of one chunk (about 12 arrays of rows x B*M)
@@ -133,56 +129,14 @@ class TrainResult:
     n_reseeded: np.ndarray | None = None
 
 
-def _chunk_terms(Xa, Xl, Ca, aT, r, dw, off, kp: int, sm: int, need_grad: bool):
-    """Loss and gradient sums of one row chunk (the fused hot path).
-
-    Xa: (n, d+2) augmented pool rows; Xl: the same rows in the precision of the
-    log-kernels (``Xa`` itself, or its float64 copy where float32 would cancel: see
-    :func:`logit_pool`); Ca: (d+2, M*B) in that precision, with columns ordered
-    kernel-major (column ``i*B + b`` is kernel i of replica b); aT: (M, B);
-    r, dw: (n, B); off: (n, B) or None (fixed log ratio of earlier layers).
-    The gate is ``phi = k**kp * s**sm`` (see :class:`~sparker.core.kernels.Competition`).
-
-    With ``e = exp(l - max_j l_j)`` and ``S = sum_j e_j``, ``k = e * exp(max l)``
-    and ``s = e / S``, so one exponential per (point, kernel) gives both.  The
-    kernel-major layout keeps the replicas contiguous, so the reductions over
-    kernels are vector adds over B.
-    """
-    n = Xa.shape[0]
-    M, B = aT.shape
-    l = (Xl @ Ca).to(Xa.dtype).clamp_max(0.0).view(n, M, B)  # (n, M, B) log-kernels
-    m = l.amax(1, keepdim=True)  # (n, 1, B)
-    e = torch.exp(l - m)  # (n, M, B), in (0, 1]
-    if sm:
-        S = e.sum(1, keepdim=True)  # (n, 1, B), >= 1
-        logc = kp * m - torch.log(S)
-    else:
-        S = None
-        logc = m
-    phi = (e * e if kp + sm == 2 else e) * torch.exp(logc)  # (n, M, B) gates
-    aphi = phi * aT  # (n, M, B)
-    f = aphi.sum(1)  # (n, B)
-    ftot = f if off is None else f + off
-    ef = torch.exp(ftot if ftot.dtype == torch.float64 else ftot.clamp_max(_F_CLAMP))  # (n, B)
-    loss = (r * (ef - 1.0) - dw * ftot).double().sum(0)  # (B,), float64 sum
-    if not need_grad:
-        return loss, None, None, None
-    g = r * ef - dw  # (n, B)  dL/df
-    grad_a = (phi * g.unsqueeze(1)).sum(0)  # (M, B)
-    G = (kp + sm) * aphi
-    if sm:
-        G = G - (e / S) * f.unsqueeze(1)
-    G = (G * g.unsqueeze(1)).view(n, M * B)  # (n, M*B)  dL/dl
-    return loss, grad_a, G.sum(0), G.T @ Xa[:, :-2]  # GX: (M*B, d)
-
-
 class _Kernels:
     """Chooses between eager hot-path functions and torch.compile'd ones.
 
     ``fused``: "eager", "compile" or "auto" (compile when the run is large
     enough for the one-off compilation to pay, falling back to eager if
     compilation is unavailable).  ``get`` returns the chunk function of the
-    training step and the candidate-kernel function of re-seeding.
+    training step, the candidate-kernel function of re-seeding and the element-wise
+    part of the step on gathered rows (``reference_batch``).
     """
 
     _compiled: dict = {}  # one compiled wrapper per function (torch caches the code itself)
@@ -191,7 +145,7 @@ class _Kernels:
     def get(cls, fused: str, work: float):
         if fused not in ("auto", "eager", "compile"):
             raise ValueError(f"fused: expected 'auto', 'eager' or 'compile', got {fused!r}")
-        eager = (_chunk_terms, candidate_block)
+        eager = (_chunk_terms, candidate_block, _terms)
         if fused == "eager" or (fused == "auto" and work < _COMPILE_WORK):
             return eager
         for fn in eager:
@@ -366,6 +320,9 @@ def train_replicas(
     convergence_tol: float = 1e-2,
     fused: str = "auto",
     callback=None,
+    reference_batch: int | None = None,
+    reference_rows: torch.Tensor | None = None,
+    batch_rng: np.random.Generator | None = None,
 ) -> TrainResult:
     """Train B kernel ensembles at once, one per column of the weight matrices.
 
@@ -410,6 +367,20 @@ def train_replicas(
         Whether the chunk computation is compiled with ``torch.compile``
         (fused element-wise work); "auto" compiles only large runs.
     callback : callable(epoch, loss), optional
+    reference_batch : int, optional
+        Reference rows per epoch (None: all of them).  Each epoch then evaluates every
+        data row of every replica and a slice of ``reference_batch`` rows of
+        ``reference_rows``, shared by the replicas and weighted to estimate the reference
+        term without bias (:class:`~sparker.model.batches.RowBatches`; ``docs/method.md``, "Reference
+        batches"); ``loss`` then holds these estimates, while re-seeding, the settling
+        check and the statistic use the whole pool.
+    reference_rows : Tensor of bool, shape (N,), optional
+        The rows the slices are cut from; they must include every row with a reference
+        weight (default: the rows with a reference weight in some replica).  Observation
+        and toys must be given the same law (resample toys: the whole pool; the observed
+        fit: its reference rows, held-out ones included).
+    batch_rng : numpy.random.Generator, optional
+        Orders the slices (default: ``default_rng(0)``).
 
     Returns
     -------
@@ -440,7 +411,24 @@ def train_replicas(
     reseed_step = {e: i for i, e in enumerate(sorted({int(round(q * epochs)) for q in reseed_at}))
                    } if reseed and epochs else {}
     n_moved = np.zeros(B, dtype=np.int64)
-    fn, block = _Kernels.get(fused, float(N) * B * M * epochs)
+    batches = None
+    if reference_batch is not None and epochs:
+        if reference_rows is None:
+            reference_rows = (r > 0).any(1)
+        elif reference_rows.shape != (N,) or bool(((r > 0).any(1) & ~reference_rows.to(r.device)).any()):
+            raise ValueError("reference_rows: expected a boolean mask of the pool's N rows that includes "
+                             "every row with a reference weight")
+        batches = RowBatches(Xa, Xl, r, dw, off, reference_batch, reference_rows.to(r.device),
+                              batch_rng if batch_rng is not None else np.random.default_rng(0))
+        rows = batches.rows
+        if rows >= N:  # nothing to save: the whole pool is no more rows
+            batches = None
+    if batches is not None:
+        step_g = default_chunk_rows(rows, B * M, X.device)
+        settle_at = set(np.unique(np.linspace(_settle_start(epochs, max(reseed_step, default=0)), epochs - 1,
+                                              _SETTLE_CHECKS).round().astype(int)).tolist())
+        exact = {}
+    fn, block, terms = _Kernels.get(fused, float(N if batches is None else rows) * B * M * epochs)
 
     sqrt_d = math.sqrt(centres.shape[-1])
     with adapted_threads(X.device):  # fewer torch threads while other processes keep the CPU's cores busy
@@ -449,8 +437,15 @@ def train_replicas(
             if e in reseed_step:
                 cand_idx = candidate_rows(dw, n_candidates, step=reseed_step[e])
                 n_moved += reseed_kernels(Xl, chunks, centres, amps, sigma, r, dw, off, comp, opt, cand_idx,
-                                          reseed_margin, budget=chunk_elements(X.device), block=block)
-            loss, ga, gmu = _loss_and_grad(Xa, chunks, centres, amps, sigma, r, dw, off, comp, fn=fn, Xl=Xl)
+                                          reseed_margin, budget=chunk_elements(X.device), block=block,
+                                          batches=batches)
+            if batches is None:
+                loss, ga, gmu = _loss_and_grad(Xa, chunks, centres, amps, sigma, r, dw, off, comp, fn=fn, Xl=Xl)
+            else:
+                if e in settle_at:  # the settling check looks at the whole pool's loss
+                    exact[e] = _loss_and_grad(Xa, chunks, centres, amps, sigma, r, dw, off, comp, need_grad=False,
+                                              fn=fn, Xl=Xl)[0].cpu().numpy()
+                loss, ga, gmu = batch_loss_and_grad(batches, step_g, centres, amps, sigma, comp, fn, terms)
             loss_np = loss.cpu().numpy()
             losses[e] = loss_np
             if rec.replicas and e % record_every == 0:
@@ -470,7 +465,10 @@ def train_replicas(
     )
     if rec.replicas:
         rec.record(epochs, sigma, final)
-    converged = _settled(losses, final, convergence_tol, since=max(reseed_step, default=0))
+    if batches is None:
+        converged = _settled(losses, final, convergence_tol, since=max(reseed_step, default=0))
+    else:
+        converged = _settled(np.asarray([exact[e] for e in sorted(exact)]), final, convergence_tol, window=False)
     history = rec.arrays()
     history["n_reseeded"] = n_moved[rec.replicas]
     return TrainResult(
@@ -532,16 +530,27 @@ class _Recorder:
         return history
 
 
-def _settled(losses: np.ndarray, final: np.ndarray, tol: float, since: int = 0) -> np.ndarray:
+#: whole-pool losses the settling check of a fit with ``reference_batch`` looks at
+_SETTLE_CHECKS = 11
+
+
+def _settle_start(epochs: int, since: int) -> int:
+    """First epoch of the settling window: the last tenth of the epochs, or the second half of
+    those after ``since`` (the last re-seeding, which moves a kernel on purpose) when shorter."""
+    return max(0, min(max(epochs - max(2, epochs // 10), since + (epochs - since) // 2), epochs - 2))
+
+
+def _settled(losses: np.ndarray, final: np.ndarray, tol: float, since: int = 0, window: bool = True) -> np.ndarray:
     """Whether each replica's loss settled at the end of training, shape (B,).
 
     Settled: the loss moved by less than ``tol`` of its value, or by less than 0.5
-    (one unit of t), over the last tenth of the epochs, or over the second half of the
-    epochs after ``since`` (the last re-seeding, which moves a kernel on purpose) when
-    that is shorter.
+    (one unit of t), over the window of :func:`_settle_start` (``window=False``:
+    ``losses`` are already the losses in that window).
     """
     epochs, B = losses.shape
-    start = max(epochs - max(2, epochs // 10), since + (epochs - since) // 2)
-    tail = losses[min(start, epochs - 2):] if epochs >= 2 else np.zeros((1, B))
+    if not window:
+        tail = losses if epochs else np.zeros((1, B))
+    else:
+        tail = losses[_settle_start(epochs, since):] if epochs >= 2 else np.zeros((1, B))
     spread = tail.max(0) - tail.min(0)
     return spread <= np.maximum(0.5, tol * np.abs(final))
