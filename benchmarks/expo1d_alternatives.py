@@ -27,6 +27,7 @@ Usage::
 
     python benchmarks/expo1d_alternatives.py --out expo1d --n-null 20 --n-signal 10 --workers 2
     python benchmarks/expo1d_alternatives.py --out /tmp/e --n-null 4 --n-signal 2 --n-reference 20000
+    python benchmarks/expo1d_alternatives.py --out expo1d-rb --methods sparker --option sparker.reference_batch=2000
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ HYPOTHESES = ("null", "H1", "H2", "H3", "H4")
 NULL_SEED = 100_000
 
 
-def _draw(method: str, hypothesis: str, seed: int, n_reference: int) -> dict:
+def _draw(method: str, hypothesis: str, seed: int, n_reference: int, options: dict | None = None) -> dict:
     """One draw of ``hypothesis`` (the null version for "null"): the method's statistic(s)."""
     import torch
 
@@ -61,7 +62,7 @@ def _draw(method: str, hypothesis: str, seed: int, n_reference: int) -> dict:
     else:
         reference, data, _ = make(EXPO1D_ALTERNATIVES[hypothesis]["scenario"], seed=seed, n_reference=n_reference)
     start = time.process_time()
-    t = STATISTICS[method](reference, data, seed=seed)
+    t = STATISTICS[method](reference, data, seed=seed, **(options or {}).get(method, {}))
     return {"t": np.atleast_1d(np.asarray(t, dtype=np.float64)).tolist(), "cpu_s": time.process_time() - start}
 
 
@@ -130,8 +131,22 @@ def main(argv=None) -> int:
     p.add_argument("--n-reference", type=int, default=200_000, help="reference events (default: 200,000)")
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--workers", type=int, default=1, help="processes, one torch thread each (default: 1)")
+    p.add_argument("--option", action="append", default=[], metavar="METHOD.KEY=VALUE",
+                   help="a setting of one method (repeatable), e.g. sparker.reference_batch=2000; the draws "
+                        "in --out must come from the same options")
     args = p.parse_args(argv)
     methods = [m for m in args.methods.split(",") if m]
+    options: dict = {}
+    for item in args.option:
+        key, _, value = item.partition("=")
+        method, _, name = key.partition(".")
+        if not name or method not in methods:
+            p.error(f"--option: expected METHOD.KEY=VALUE with METHOD among {methods}, got {item!r}")
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            pass  # a plain string
+        options.setdefault(method, {})[name] = value
     args.out.mkdir(parents=True, exist_ok=True)
     store = args.out / "draws.json"
     draws = json.loads(store.read_text()) if store.exists() else {}
@@ -140,7 +155,7 @@ def main(argv=None) -> int:
     os.environ["OMP_NUM_THREADS"] = "1"
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=args.workers, mp_context=ctx) as pool:
-        futures = {pool.submit(_draw, m, h, s, args.n_reference): (m, h, s) for m, h, s in todo}
+        futures = {pool.submit(_draw, m, h, s, args.n_reference, options): (m, h, s) for m, h, s in todo}
         for i, fut in enumerate(as_completed(futures), 1):
             draws[_key(*futures[fut])] = fut.result()
             store.write_text(json.dumps(draws))
@@ -148,7 +163,8 @@ def main(argv=None) -> int:
             print(f"  [{i}/{len(todo)}] {m} {h} seed {s}: t = {np.round(draws[_key(m, h, s)]['t'], 2).tolist()}",
                   flush=True)
     rows = summarise(draws, methods, args.n_null, args.n_signal, args.alpha)
-    (args.out / "expo1d.json").write_text(json.dumps({"rows": rows, "n_reference": args.n_reference}, indent=1))
+    (args.out / "expo1d.json").write_text(json.dumps({"rows": rows, "n_reference": args.n_reference,
+                                                      "options": options}, indent=1))
     md = table(rows)
     (args.out / "expo1d.md").write_text(md + "\n")
     print(md)

@@ -156,3 +156,45 @@ def test_permutation_toys_refuse_reference_batches():
     with pytest.raises(ValueError, match="reference_batch: needs resample toys"):
         sparker.test(rng.normal(size=(200, 2)), rng.normal(size=(100, 2)), n_null=4, reference_batch=50,
                      scales="single", epochs=5)
+
+
+def test_auto_slices_a_tenth_of_large_references_only():
+    from sparker.config import AUTO_BATCH_ROWS, resolve_reference_batch
+
+    assert resolve_reference_batch("auto", AUTO_BATCH_ROWS - 1) is None  # small: the exact step
+    assert resolve_reference_batch("auto", AUTO_BATCH_ROWS) == AUTO_BATCH_ROWS // 10
+    assert resolve_reference_batch("auto", 10**6) == 10**5
+    assert resolve_reference_batch("all", 10**6) is None
+    assert resolve_reference_batch(None, 10**6) is None
+    assert resolve_reference_batch(300, 10) == 300
+
+
+def test_the_default_is_auto_and_batches_a_large_reference():
+    from sparker.config import AUTO_BATCH_ROWS
+
+    rng = np.random.default_rng(0)
+    R = rng.normal(size=(AUTO_BATCH_ROWS, 1))
+    D = rng.normal(size=(500, 1))
+    kw = dict(n_kernels=2, epochs=12, seed=0)
+    assert sparker.SparKer().reference_batch == "auto"
+    auto = sparker.SparKer(**kw).fit(R, D).statistic_
+    assert auto == sparker.SparKer(reference_batch=AUTO_BATCH_ROWS // 10, **kw).fit(R, D).statistic_
+    assert auto != sparker.SparKer(reference_batch="all", **kw).fit(R, D).statistic_
+    small = sparker.SparKer(**kw).fit(R[:1000], D).statistic_  # below the threshold: the whole pool
+    assert small == sparker.SparKer(reference_batch="all", **kw).fit(R[:1000], D).statistic_
+
+
+def test_permutation_toys_read_the_whole_pool_under_auto():
+    rng = np.random.default_rng(1)
+    res = sparker.test(rng.normal(size=(200, 2)), rng.normal(size=(100, 2)), n_null=4, scales="single",
+                       epochs=5, n_kernels=2)
+    assert res.null_mode == "permutation"
+    assert res.settings[0]["reference_batch"] is None
+
+
+def test_reference_batch_flag_takes_rows_auto_and_all():
+    from sparker.app.flags import rows
+
+    assert rows("auto") == "auto" and rows("all") is None and rows("2000") == 2000
+    with pytest.raises(ValueError):
+        rows("many")

@@ -51,7 +51,8 @@ from .stats import AGGREGATIONS
 
 __all__ = [
     "TrainingConfig", "LayerConfig", "NullConfig", "RunConfig", "validate_config", "validate_options",
-    "option_values", "OPTION_CHECKS", "A_MAX_LIMIT", "SCALES", "SCALE_SETTINGS",
+    "option_values", "OPTION_CHECKS", "A_MAX_LIMIT", "SCALES", "SCALE_SETTINGS", "AUTO_BATCH_ROWS",
+    "REFERENCE_BATCH_WORDS", "resolve_reference_batch",
 ]
 
 #: Largest accepted ``a_max``: with ``|f| <= a_max`` (one layer, softmax gates), exp(f)
@@ -71,6 +72,29 @@ class LayerConfig:
     sigma_start_quantile: float | None = None
     sigma_end_quantile: float | None = None
     sigma_end_contrast: float | None = None
+
+
+#: ``reference_batch`` words: ``"auto"`` (:func:`resolve_reference_batch`) and ``"all"`` (= None)
+REFERENCE_BATCH_WORDS = ("auto", "all")
+#: ``reference_batch="auto"`` slices the reference from this many reference rows on ...
+AUTO_BATCH_ROWS = 50_000
+#: ... in slices of this fraction of them
+AUTO_BATCH_FRACTION = 0.1
+
+
+def resolve_reference_batch(value, n_reference_rows: int) -> int | None:
+    """Rows per reference slice for a fit over ``n_reference_rows`` reference rows (None: all).
+
+    ``"auto"``: a tenth of the rows from :data:`AUTO_BATCH_ROWS` on, every row below (small
+    problems keep the exact full-batch step; docs/defaults.md, "Reference batches").  It
+    depends on the reference alone, so the observed fit and its resample toys, which slice
+    the same reference, resolve it alike.
+    """
+    if value is None or value == "all":
+        return None
+    if value == "auto":
+        return int(n_reference_rows * AUTO_BATCH_FRACTION) if n_reference_rows >= AUTO_BATCH_ROWS else None
+    return int(value)
 
 
 def _setting(default, help: str, **metadata):
@@ -130,11 +154,12 @@ class TrainingConfig:
         "reference", "What the standardisation and default widths come from: the reference, or "
                      "the reference and data pooled (permutation tests use pooled)",
         choices=STANDARDIZE_MODES)
-    reference_batch: int | None = _setting(
-        None, "Reference rows per epoch (each replica's data rows are always all used): the "
-              "reference term of each epoch is estimated on a fresh slice of this many reference "
-              "rows, so an epoch costs data + reference_batch rows instead of the whole pool; "
-              "re-seeding and the statistic still use the whole reference. Default: all rows")
+    reference_batch: int | str | None = _setting(
+        "auto", "Reference rows per epoch: each epoch reads every data row and a fresh slice of this "
+                "many reference rows (an unbiased estimate of the reference term); the statistic, "
+                "re-seeding and the settling check still use the whole reference. 'auto': a tenth of "
+                "the reference from 50,000 reference rows on, all rows below; 'all': every row",
+        flag_type="rows_or_auto")
     chunk_rows: int | None = _setting(
         None, "Rows per chunk of the full-batch gradient (memory bound); default ~1 MB of "
               "activations per chunk")
@@ -211,8 +236,9 @@ def validate_config(cfg: TrainingConfig) -> None:
         raise ValueError(f"l1: must be >= 0, got {cfg.l1!r}")
     if not isinstance(cfg.reseed, (bool, np.bool_)):
         raise TypeError(f"reseed: must be True or False, got {cfg.reseed!r}")
-    if cfg.reference_batch is not None and (not is_int(cfg.reference_batch) or cfg.reference_batch < 1):
-        raise ValueError(f"reference_batch: must be a positive integer or None, got {cfg.reference_batch!r}")
+    rb = cfg.reference_batch
+    if rb is not None and rb not in REFERENCE_BATCH_WORDS and (not is_int(rb) or rb < 1):
+        raise ValueError(f"reference_batch: must be a positive integer, 'auto', 'all' or None, got {rb!r}")
     if cfg.chunk_rows is not None and (not is_int(cfg.chunk_rows) or cfg.chunk_rows < 1):
         raise ValueError(f"chunk_rows: must be a positive integer, got {cfg.chunk_rows!r}")
     if not is_int(cfg.record_every) or cfg.record_every < 0:

@@ -136,8 +136,8 @@ class SparKer(BaseEstimator):
     n_expected : float, optional
         ``N_0``, the number of data points expected under the reference
         hypothesis; default: the observed (weighted) data count.
-    reference_batch : int, optional
-        Reference rows per epoch (default: all; ``docs/method.md``, "Reference batches").
+    reference_batch : int, "auto" or "all", default="auto"
+        Reference rows per epoch; "auto": a tenth from 50,000 reference rows on, else all.
     chunk_rows : int, optional
         Rows per chunk of the full-batch gradient (memory bound); default ~1 MB
         of activations per chunk.
@@ -194,7 +194,7 @@ class SparKer(BaseEstimator):
         standardize: str = _DEFAULT.standardize,
         layers=None,
         n_expected: float | None = None,
-        reference_batch: int | None = _DEFAULT.reference_batch,
+        reference_batch: int | str | None = _DEFAULT.reference_batch,
         chunk_rows: int | None = _DEFAULT.chunk_rows,
         record_every: int = _DEFAULT.record_every,
         seed: int = 0,

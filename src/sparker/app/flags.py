@@ -19,7 +19,7 @@ import typing
 from dataclasses import Field, fields
 from pathlib import Path
 
-from ..config import LayerConfig, NullConfig, RunConfig, TrainingConfig, validate_config
+from ..config import REFERENCE_BATCH_WORDS, LayerConfig, NullConfig, RunConfig, TrainingConfig, validate_config
 
 __all__ = [
     "training_flags", "add_training_flags", "training_settings", "parse_layers", "add_option_flags",
@@ -56,6 +56,18 @@ def tty_default(value: bool | None) -> bool:
 def training_flags() -> dict[str, str]:
     """Training setting -> its flag, one per field of TrainingConfig (``layers`` aside: ``--layers``)."""
     return {f.name: flag_name(f.name) for f in fields(TrainingConfig) if f.name != LAYERS}
+
+
+def rows(text: str):
+    """argparse type of ``--reference-batch``: a positive number of rows, ``auto`` or ``all``."""
+    if text in REFERENCE_BATCH_WORDS:
+        return None if text == "all" else text
+    return int(text)
+
+
+
+#: argparse types named by a setting's ``flag_type`` metadata
+_FLAG_TYPES = {"rows_or_auto": rows}
 
 
 def _flag_type(hint) -> type:
@@ -132,7 +144,8 @@ def parse_layers(text: str) -> list[dict]:
 
 def _setting_flag(f: Field, hint, lists: bool) -> dict:
     """argparse options of the flag of one scalar training setting."""
-    kind, choices = _flag_type(hint), f.metadata.get("choices")
+    kind = _FLAG_TYPES[f.metadata["flag_type"]] if "flag_type" in f.metadata else _flag_type(hint)
+    choices = f.metadata.get("choices")
     default = _shown_default(f)
     text = f"{f.metadata['help']} (default: {'automatic' if default is None else default})"
     options: dict = {"dest": f.name, "default": argparse.SUPPRESS}

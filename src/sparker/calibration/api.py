@@ -201,15 +201,17 @@ def standardization(configs: list[TrainingConfig], mode: str) -> list[TrainingCo
     """The configurations with the standardisation the null mode needs.
 
     Permutation toys need preprocessing that ignores which rows are data, so every
-    configuration is fitted with ``standardize="pooled"``; resample toys see the
-    reference alone, so ``"pooled"`` is refused there.
+    configuration is fitted with ``standardize="pooled"``, and on the whole pool
+    (``reference_batch`` of "auto" becomes None, a number of rows is refused); resample
+    toys see the reference alone, so ``"pooled"`` is refused there.
     """
     if mode == "permutation":
-        if any(c.reference_batch is not None for c in configs):
+        if any(c.reference_batch not in (None, "all", "auto") for c in configs):
             raise ValueError("reference_batch: needs resample toys (a reference at least 5 times the data, or "
                              "null='resample'); with permutation toys the observed fit could not slice its "
                              "reference the way the toys slice theirs")
-        return [replace(c, standardize="pooled") for c in configs]
+        # "auto": permutation toys read the whole pool (see the message above)
+        return [replace(c, standardize="pooled", reference_batch=None) for c in configs]
     if any(c.standardize == "pooled" for c in configs):
         raise ValueError("standardize: 'pooled' is for permutation toys (null='permutation'); resample "
                          "toys see only the reference, so leave standardize at 'reference'")

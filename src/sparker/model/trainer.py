@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..config import TrainingConfig
+from ..config import TrainingConfig, resolve_reference_batch
 from ..core.kernels import augment_centres, augment_pool, get_competition
 from ..core.schedules import MIN_WIDTH
 from ..core.threads import adapted_threads
@@ -367,8 +367,9 @@ def train_replicas(
         Whether the chunk computation is compiled with ``torch.compile``
         (fused element-wise work); "auto" compiles only large runs.
     callback : callable(epoch, loss), optional
-    reference_batch : int, optional
-        Reference rows per epoch (None: all of them).  Each epoch then evaluates every
+    reference_batch : int, "auto" or None
+        Reference rows per epoch (None: all of them; "auto": see
+        :func:`~sparker.config.resolve_reference_batch`).  Each epoch then evaluates every
         data row of every replica and a slice of ``reference_batch`` rows of
         ``reference_rows``, shared by the replicas and weighted to estimate the reference
         term without bias (:class:`~sparker.model.batches.RowBatches`; ``docs/method.md``, "Reference
@@ -418,8 +419,10 @@ def train_replicas(
         elif reference_rows.shape != (N,) or bool(((r > 0).any(1) & ~reference_rows.to(r.device)).any()):
             raise ValueError("reference_rows: expected a boolean mask of the pool's N rows that includes "
                              "every row with a reference weight")
+        reference_batch = resolve_reference_batch(reference_batch, int(reference_rows.sum()))
+    if reference_batch is not None and epochs:
         batches = RowBatches(Xa, Xl, r, dw, off, reference_batch, reference_rows.to(r.device),
-                              batch_rng if batch_rng is not None else np.random.default_rng(0))
+                             batch_rng if batch_rng is not None else np.random.default_rng(0))
         rows = batches.rows
         if rows >= N:  # nothing to save: the whole pool is no more rows
             batches = None
