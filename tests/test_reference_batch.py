@@ -198,3 +198,14 @@ def test_reference_batch_flag_takes_rows_auto_and_all():
     assert rows("auto") == "auto" and rows("all") is None and rows("2000") == 2000
     with pytest.raises(ValueError):
         rows("many")
+
+
+def test_settings_saved_before_reference_batches_keep_the_whole_pool():
+    """A calibration or model written by SparKer < 0.3 has no reference_batch: its toys read the
+    whole pool, so its observed fits must too (not "auto")."""
+    from sparker.config import TrainingConfig
+
+    old = TrainingConfig().to_dict()
+    del old["reference_batch"]
+    assert TrainingConfig.from_dict(old).reference_batch is None
+    assert TrainingConfig.from_dict(TrainingConfig().to_dict()).reference_batch == "auto"

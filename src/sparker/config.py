@@ -185,6 +185,9 @@ class TrainingConfig:
             raise ValueError(f"settings: unknown training settings {sorted(unknown)}")
         d = dict(d)
         d["layers"] = tuple(LayerConfig(**layer) for layer in d.get("layers", ()))
+        # settings written before reference_batch existed (SparKer < 0.3) trained on the whole
+        # pool: a saved calibration's toys must be matched by observed fits trained the same way
+        d.setdefault("reference_batch", None)
         return cls(**d)
 
     def layer_configs(self) -> list["TrainingConfig"]:
