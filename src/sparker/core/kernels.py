@@ -87,6 +87,13 @@ def augment_centres(centres: torch.Tensor, sigma: float) -> torch.Tensor:
     return torch.cat([C * inv, -0.5 * inv * cc, col], dim=1).T.contiguous()
 
 
+def augment_centres_by_replica(centres: torch.Tensor, sigma: float) -> torch.Tensor:
+    """:func:`augment_centres` with one factor per replica, shape (B, d + 2, M): for
+    ``torch.bmm`` with rows of each replica's own (B, n, d + 2)."""
+    B, M, d = centres.shape
+    return augment_centres(centres, sigma).view(d + 2, B, M).permute(1, 0, 2).contiguous()
+
+
 @dataclass(frozen=True)
 class Competition:
     """One way of combining log-kernels into gates (see module docstring).

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..core.kernels import augment_centres
-from .step import chunk_terms, gathered_terms
+from ..core.kernels import augment_centres, augment_centres_by_replica
+from .step import centre_gradient, chunk_terms, gathered_terms
 
 __all__ = ["RowBatches", "batch_loss_and_grad"]
 
@@ -71,7 +71,7 @@ def batch_loss_and_grad(batches: RowBatches, step: int, centres, amps, sigma, co
     zs = torch.zeros_like(rs)
     offs = None if batches.off is None else batches.off[idx]
     Ca = augment_centres(centres.transpose(0, 1).to(Xl.dtype), sigma)  # (d+2, M*B), kernel-major
-    Cb = augment_centres(centres.to(Xl.dtype), sigma).view(d + 2, B, M).permute(1, 0, 2).contiguous()  # (B, d+2, M)
+    Cb = augment_centres_by_replica(centres.to(Xl.dtype), sigma)  # (B, d+2, M)
     aT = amps.T.to(dt).contiguous()  # (M, B)
     loss = torch.zeros(B, dtype=torch.float64, device=dev)
     ga = torch.zeros(M, B, dtype=torch.float64, device=dev)
@@ -96,7 +96,4 @@ def batch_loss_and_grad(batches: RowBatches, step: int, centres, amps, sigma, co
         add(gathered_terms(Xd[:, lo:hi], Xd[:, lo:hi] if Xld is None else Xld[:, lo:hi], Cb, aT, zd[lo:hi],
                             batches.data_dw[lo:hi], None if batches.data_off is None else batches.data_off[lo:hi],
                             comp.k_power, comp.softmax, terms))
-    inv = 1.0 / (sigma * sigma)
-    gs = gs.view(M, B).T.unsqueeze(-1)  # (B, M, 1)
-    gx = gx.view(M, B, d).transpose(0, 1)  # (B, M, d)
-    return loss, ga.T, (gx - centres * gs) * inv
+    return loss, ga.T, centre_gradient(gs, gx, centres, sigma)

@@ -20,7 +20,7 @@ import math
 import numpy as np
 import torch
 
-from ..core.kernels import augment_centres
+from ..core.kernels import augment_centres, augment_centres_by_replica
 
 __all__ = ["candidate_block", "candidate_rows", "reseed_kernels", "reseed_scores", "reseed_scores_batched"]
 
@@ -127,7 +127,7 @@ def reseed_scores_batched(batches, Xa, chunks, centres, amps, sigma, r, dw, off,
     """:func:`reseed_scores` of a fit with ``reference_batch``, without a full pass per candidate.
 
     The candidates' data sums come exactly from each replica's own data rows (``batches``,
-    a :class:`sparker.model.trainer._RowBatches`); their expected counts are first
+    a :class:`sparker.model.batches.RowBatches`); their expected counts are first
     estimated on one reference slice, and only the ``top`` candidates of each replica by
     the estimated gain (the estimate floored at one slice row's weight, so that a slice
     that happens to miss a region does not make its candidates look infinitely good) get
@@ -147,7 +147,7 @@ def reseed_scores_batched(batches, Xa, chunks, centres, amps, sigma, r, dw, off,
     Ca = augment_centres(centres.transpose(0, 1).to(dt), sigma)  # (d+2, M*B), kernel-major
     # 1. the data rows of every replica, exactly: their part of the kernel gains, and n_D
     Xd = batches.data[0] if batches.data[1] is None else batches.data[1]  # (B, K, d+2)
-    Cb = augment_centres(centres.to(dt), sigma).view(d + 2, B, M).permute(1, 0, 2).contiguous()  # (B, d+2, M)
+    Cb = augment_centres_by_replica(centres.to(dt), sigma)  # (B, d+2, M)
     Cyb = Cy.view(d + 2, n_cand, B).permute(2, 0, 1).contiguous()  # (B, d+2, n_cand)
     ddw, doff = batches.data_dw, batches.data_off
     gain = torch.zeros(M, B, dtype=torch.float64, device=dev)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["F_CLAMP", "chunk_terms", "gathered_terms", "terms"]
+__all__ = ["F_CLAMP", "centre_gradient", "chunk_terms", "gathered_terms", "terms"]
 
 #: In float32 (and lower) precision, ``exp(f)`` is taken of ``min(f, F_CLAMP)``: only
 #: reachable by stacks or ``competition="none"`` with large amplitudes, it keeps the
@@ -85,3 +85,13 @@ def terms(l, aT, r, dw, off, kp: int, sm: int, need_grad: bool):
     if sm:
         G = G - (e / S) * f.unsqueeze(1)
     return loss, grad_a, G * g.unsqueeze(1)  # (n, M, B)  dL/dl
+
+
+def centre_gradient(gs, gx, centres, sigma: float):
+    """The centres' gradient (B, M, d) from the chunk sums ``sum dL/dl`` (M*B,) and ``GX``
+    (M*B, d), kernel-major: ``(GX - mu sum dL/dl) / sigma^2``."""
+    B, M, d = centres.shape
+    inv = 1.0 / (sigma * sigma)
+    gs = gs.view(M, B).T.unsqueeze(-1)  # (B, M, 1)
+    gx = gx.view(M, B, d).transpose(0, 1)  # (B, M, d)
+    return (gx - centres * gs) * inv

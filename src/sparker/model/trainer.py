@@ -50,7 +50,7 @@ from ..core.schedules import MIN_WIDTH
 from ..core.threads import adapted_threads
 from .batches import RowBatches, batch_loss_and_grad
 from .reseed import candidate_block, candidate_rows, reseed_kernels
-from .step import chunk_terms as _chunk_terms, terms as _terms
+from .step import centre_gradient, chunk_terms as _chunk_terms, terms as _terms
 
 __all__ = ["TrainResult", "train_replicas", "default_chunk_rows", "chunk_elements", "evaluate_loss"]
 
@@ -203,11 +203,7 @@ def _loss_and_grad(Xa, chunks, centres, amps, sigma, r, dw, off, comp, need_grad
             gx += terms[3]
     if not need_grad:
         return loss, None, None
-    inv = 1.0 / (sigma * sigma)
-    gs = gs.view(M, B).T.unsqueeze(-1)  # (B, M, 1)
-    gx = gx.view(M, B, d).transpose(0, 1)  # (B, M, d)
-    gmu = (gx - centres * gs) * inv  # (B, M, d)
-    return loss, ga.T, gmu
+    return loss, ga.T, centre_gradient(gs, gx, centres, sigma)
 
 
 def evaluate_loss(X, centres, amplitudes, sigma, ref_weight, data_weight, *, competition,
@@ -419,19 +415,18 @@ def train_replicas(
         elif reference_rows.shape != (N,) or bool(((r > 0).any(1) & ~reference_rows.to(r.device)).any()):
             raise ValueError("reference_rows: expected a boolean mask of the pool's N rows that includes "
                              "every row with a reference weight")
-        reference_batch = resolve_reference_batch(reference_batch, int(reference_rows.sum()))
-    if reference_batch is not None and epochs:
-        batches = RowBatches(Xa, Xl, r, dw, off, reference_batch, reference_rows.to(r.device),
-                             batch_rng if batch_rng is not None else np.random.default_rng(0))
-        rows = batches.rows
-        if rows >= N:  # nothing to save: the whole pool is no more rows
-            batches = None
+        m = resolve_reference_batch(reference_batch, int(reference_rows.sum()))
+        if m is not None:
+            batches = RowBatches(Xa, Xl, r, dw, off, m, reference_rows.to(r.device),
+                                 batch_rng if batch_rng is not None else np.random.default_rng(0))
+            if batches.rows >= N:  # nothing to save: the whole pool is no more rows
+                batches = None
     if batches is not None:
-        step_g = default_chunk_rows(rows, B * M, X.device)
+        step_g = default_chunk_rows(batches.rows, B * M, X.device)
         settle_at = set(np.unique(np.linspace(_settle_start(epochs, max(reseed_step, default=0)), epochs - 1,
                                               _SETTLE_CHECKS).round().astype(int)).tolist())
         exact = {}
-    fn, block, terms = _Kernels.get(fused, float(N if batches is None else rows) * B * M * epochs)
+    fn, block, terms = _Kernels.get(fused, float(N if batches is None else batches.rows) * B * M * epochs)
 
     sqrt_d = math.sqrt(centres.shape[-1])
     with adapted_threads(X.device):  # fewer torch threads while other processes keep the CPU's cores busy
@@ -471,7 +466,7 @@ def train_replicas(
     if batches is None:
         converged = _settled(losses, final, convergence_tol, since=max(reseed_step, default=0))
     else:
-        converged = _settled(np.asarray([exact[e] for e in sorted(exact)]), final, convergence_tol, window=False)
+        converged = _spread_settled(np.asarray([exact[e] for e in sorted(exact)]), final, convergence_tol)
     history = rec.arrays()
     history["n_reseeded"] = n_moved[rec.replicas]
     return TrainResult(
@@ -543,17 +538,16 @@ def _settle_start(epochs: int, since: int) -> int:
     return max(0, min(max(epochs - max(2, epochs // 10), since + (epochs - since) // 2), epochs - 2))
 
 
-def _settled(losses: np.ndarray, final: np.ndarray, tol: float, since: int = 0, window: bool = True) -> np.ndarray:
-    """Whether each replica's loss settled at the end of training, shape (B,).
-
-    Settled: the loss moved by less than ``tol`` of its value, or by less than 0.5
-    (one unit of t), over the window of :func:`_settle_start` (``window=False``:
-    ``losses`` are already the losses in that window).
-    """
+def _settled(losses: np.ndarray, final: np.ndarray, tol: float, since: int = 0) -> np.ndarray:
+    """Whether each replica's loss settled at the end of training, shape (B,): see
+    :func:`_spread_settled`, over the window of :func:`_settle_start`."""
     epochs, B = losses.shape
-    if not window:
-        tail = losses if epochs else np.zeros((1, B))
-    else:
-        tail = losses[_settle_start(epochs, since):] if epochs >= 2 else np.zeros((1, B))
+    tail = losses[_settle_start(epochs, since):] if epochs >= 2 else np.zeros((1, B))
+    return _spread_settled(tail, final, tol)
+
+
+def _spread_settled(tail: np.ndarray, final: np.ndarray, tol: float) -> np.ndarray:
+    """Settled: the losses ``tail`` (R, B) of the settling window moved by less than ``tol``
+    of the final loss, or by less than 0.5 (one unit of t)."""
     spread = tail.max(0) - tail.min(0)
     return spread <= np.maximum(0.5, tol * np.abs(final))
