@@ -46,8 +46,8 @@ Parts (``--part``, several allowed; default all):
     kernel NPLM's calibrated test (``--n-null`` null samples) on the same inputs, N_R = 50,000,
     N_D = 5,000, d = 32, in one process: the time ratios.
 ``batched``
-    The largest N_R (N_D = N_R / 10, d = 32) for one calibrated test with
-    ``reference_batch = N_D`` within ``--budget`` seconds: tests at doubling N_R until one
+    The largest N_R (N_D = N_R / 10, d = 32) for one default calibrated test (reference and
+    data batches under "auto") within ``--budget`` seconds: tests at doubling N_R until one
     takes longer than ``--cap``, then extrapolated with the measured growth.
 ``memory``
     Peak RSS of a calibrated test at N_R = 10^6, N_D = 10^5, d = 32 with 3 epochs per
@@ -169,13 +169,11 @@ def work_test(method, N, d, n_null, **_):
     their smallest test, one null sample)."""
     R, D = _samples(N, max(2, N // 10), d)
     start = time.perf_counter()
-    if method in ("sparker", "sparker_batched"):
-        # sparker_batched: every epoch reads the data and a slice of N_D reference rows
-        batch = {"reference_batch": max(2, N // 10)} if method == "sparker_batched" else {}
+    if method == "sparker":
         if n_null:
-            sparker.test(R, D, n_null=n_null, seed=0, **batch)
+            sparker.test(R, D, n_null=n_null, seed=0)
         else:
-            sparker.SparKer(seed=0, **batch).fit(R, D)
+            sparker.SparKer(seed=0).fit(R, D)
     elif method == "mmd":
         mmd(R, D, n_null=max(1, n_null), seed=0)
     else:
@@ -631,14 +629,14 @@ def part_largest(args, results):
 
 
 def part_batched(args, results):
-    """Largest N_R for a calibrated test with ``reference_batch = N_D`` (N_D = N_R / 10, d = 32,
-    ``--n-null`` null samples), measured at doubling N_R up to ``--cap`` seconds, then
-    extrapolated with the measured growth (at least linear)."""
-    print(f"\n== largest N_R for one calibrated test with reference_batch = N_D, {args.n_null} null samples, "
+    """Largest N_R for the default calibrated test (N_D = N_R / 10, d = 32, ``--n-null`` null
+    samples; reference and data batches under "auto"), measured at doubling N_R up to ``--cap``
+    seconds, then extrapolated with the measured growth (at least linear)."""
+    print(f"\n== largest N_R for one default calibrated test, {args.n_null} null samples, "
           f"within {args.budget:g} s (runs capped at {args.cap:g} s)", flush=True)
-    row = _largest_measured("sparker_batched", args.n_null, args, 1.0)
+    row = _largest_measured("sparker", args.n_null, args, 1.0)
     n = row["largest_N"]
-    print(f"  sparker, reference_batch = N_D: {'-' if n is None else f'{n:,.0f}'}   {row['note']}")
+    print(f"  sparker: {'-' if n is None else f'{n:,.0f}'}   {row['note']}")
     results["batched"] = row
 
 

@@ -69,6 +69,14 @@ VARIANTS = {
     "rb1000": {"reference_batch": 1000},
     "mid4-rb1000": {"n_kernels": 4, "sigma_end_quantile": 0.02, "epochs": 500, "reference_batch": 1000},
     "wider4-rb1000": {"n_kernels": 4, "sigma_end_quantile": 0.5, "epochs": 300, "reference_batch": 1000},
+    # ... and data batches (``data_batch``): a quarter of the data rows per epoch, a harsher
+    # ratio of slice to signal than "auto" meets at large sizes (a proxy: at CI sizes a rare
+    # signal has a few points per slice)
+    "rb1000-db250": {"reference_batch": 1000, "data_batch": 250},
+    "mid4-rb1000-db250": {"n_kernels": 4, "sigma_end_quantile": 0.02, "epochs": 500, "reference_batch": 1000,
+                          "data_batch": 250},
+    "wider4-rb1000-db250": {"n_kernels": 4, "sigma_end_quantile": 0.5, "epochs": 300, "reference_batch": 1000,
+                            "data_batch": 250},
 }
 
 #: scenario -> the rare signal fraction the study uses by default

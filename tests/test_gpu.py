@@ -48,8 +48,10 @@ def test_trainer_on_device_matches_cpu():
     torch.testing.assert_close(dev.centres, cpu.centres, rtol=1e-3, atol=1e-3)
 
 
-def test_reference_batches_on_device_match_cpu():
-    """The batched step (slices shared by the replicas, gathered data rows) and its re-seeding."""
+@pytest.mark.parametrize("data_batch", [None, 150])
+def test_reference_batches_on_device_match_cpu(data_batch):
+    """The batched step (slices shared by the replicas, gathered data rows, and data slices) and
+    its re-seeding."""
     rng = np.random.default_rng(2)
     X = torch.as_tensor(rng.standard_normal((4_000, 5)), dtype=torch.float32)
     r = torch.full((4_000, 3), 0.1)
@@ -59,7 +61,7 @@ def test_reference_batches_on_device_match_cpu():
         dw[rows, b], r[rows, b] = 1.0, 0.0
     c0 = X[:24].double().view(3, 8, 5).clone()
     widths = np.geomspace(2.5, 0.8, 40)
-    kw = dict(l1=0.0, fused="eager", reference_batch=500)
+    kw = dict(l1=0.0, fused="eager", reference_batch=500, data_batch=data_batch)
     cpu = train_replicas(X, r, dw, c0, widths, batch_rng=np.random.default_rng(0), **kw)
     dev = train_replicas(X.to(DEVICE), r.to(DEVICE), dw.to(DEVICE), c0.to(DEVICE), widths,
                          batch_rng=np.random.default_rng(0), **kw)

@@ -1,4 +1,4 @@
-"""Reference batches (``reference_batch``): each epoch reads every data row and a slice of the reference."""
+"""Reference batches (``reference_batch``): each epoch reads a slice of the reference."""
 
 import numpy as np
 import pytest
@@ -11,12 +11,7 @@ from sparker.model.batches import RowBatches as _RowBatches, batch_loss_and_grad
 from sparker.model.trainer import _loss_and_grad, train_replicas
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _problem(n=3000, d=3, B=4, M=5, seed=0, dtype=torch.float32):
@@ -145,25 +140,28 @@ def test_a_replica_gets_the_same_result_in_its_fixed_block():
     assert a.statistic == b.statistic
 
 
+@pytest.mark.parametrize("name", ["reference_batch", "data_batch"])
 @pytest.mark.parametrize("value", [0, -5, 2.5, "many"])
-def test_bad_reference_batch_is_refused(value):
-    with pytest.raises(ValueError, match="reference_batch"):
-        sparker.SparKer(reference_batch=value).fit(np.zeros((50, 2)) + np.arange(50)[:, None], np.ones((5, 2)))
+def test_bad_batch_sizes_are_refused(name, value):
+    with pytest.raises(ValueError, match=name):
+        sparker.SparKer(**{name: value}).fit(np.zeros((50, 2)) + np.arange(50)[:, None], np.ones((5, 2)))
 
 
-def test_permutation_toys_refuse_reference_batches():
+@pytest.mark.parametrize("name", ["reference_batch", "data_batch"])
+def test_permutation_toys_refuse_batches(name):
     rng = np.random.default_rng(0)
-    with pytest.raises(ValueError, match="reference_batch: needs resample toys"):
-        sparker.test(rng.normal(size=(200, 2)), rng.normal(size=(100, 2)), n_null=4, reference_batch=50,
-                     scales="single", epochs=5)
+    with pytest.raises(ValueError, match=f"{name}: needs resample toys"):
+        sparker.test(rng.normal(size=(200, 2)), rng.normal(size=(100, 2)), n_null=4, scales="single", epochs=5,
+                     **{name: 50})
 
 
 def test_auto_slices_a_tenth_of_large_references_only():
-    from sparker.config import AUTO_BATCH_ROWS, resolve_reference_batch
+    from sparker.config import AUTO_BATCH_MAX, AUTO_BATCH_ROWS, resolve_reference_batch
 
     assert resolve_reference_batch("auto", AUTO_BATCH_ROWS - 1) is None  # small: the exact step
     assert resolve_reference_batch("auto", AUTO_BATCH_ROWS) == AUTO_BATCH_ROWS // 10
-    assert resolve_reference_batch("auto", 10**6) == 10**5
+    assert resolve_reference_batch("auto", 10**5) == 10**4
+    assert resolve_reference_batch("auto", 10**6) == AUTO_BATCH_MAX  # at most 10,000 rows
     assert resolve_reference_batch("all", 10**6) is None
     assert resolve_reference_batch(None, 10**6) is None
     assert resolve_reference_batch(300, 10) == 300

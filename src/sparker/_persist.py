@@ -110,7 +110,8 @@ def load_model(cls, path):
     arrays, meta = read_archive(path, kind="SparKer model", format_name=FORMAT_NAME,
                                 version=FORMAT_VERSION)
     try:
-        model = cls(**{"reference_batch": None, **meta["params"]})  # saved before 0.3: the whole pool
+        # saved before 0.3 (0.4): trained on the whole pool (every data row)
+        model = cls(**{"reference_batch": None, "data_batch": None, **meta["params"]})
         cfg = TrainingConfig.from_dict(meta["config"])
     except _BAD_VALUE as exc:
         raise ValueError(f"path: {path} is an incomplete or inconsistent SparKer model ({exc})") from None

@@ -52,7 +52,7 @@ from .stats import AGGREGATIONS
 __all__ = [
     "TrainingConfig", "LayerConfig", "NullConfig", "RunConfig", "validate_config", "validate_options",
     "option_values", "OPTION_CHECKS", "A_MAX_LIMIT", "SCALES", "SCALE_SETTINGS", "AUTO_BATCH_ROWS",
-    "REFERENCE_BATCH_WORDS", "resolve_reference_batch",
+    "REFERENCE_BATCH_WORDS", "AUTO_BATCH_MAX", "resolve_reference_batch", "resolve_data_batch",
 ]
 
 #: Largest accepted ``a_max``: with ``|f| <= a_max`` (one layer, softmax gates), exp(f)
@@ -78,23 +78,41 @@ class LayerConfig:
 REFERENCE_BATCH_WORDS = ("auto", "all")
 #: ``reference_batch="auto"`` slices the reference from this many reference rows on ...
 AUTO_BATCH_ROWS = 50_000
-#: ... in slices of this fraction of them
+#: ... in slices of this fraction of them, at most :data:`AUTO_BATCH_MAX` rows; ``data_batch="auto"``
+#: reads every data row up to that many, and slices of that many above
 AUTO_BATCH_FRACTION = 0.1
+#: the most rows ``"auto"`` reads per epoch from the reference, and from each replica's data
+AUTO_BATCH_MAX = 10_000
 
 
 def resolve_reference_batch(value, n_reference_rows: int) -> int | None:
     """Rows per reference slice for a fit over ``n_reference_rows`` reference rows (None: all).
 
-    ``"auto"``: a tenth of the rows from :data:`AUTO_BATCH_ROWS` on, every row below (small
-    problems keep the exact full-batch step; docs/defaults.md, "Reference batches").  It
-    depends on the reference alone, so the observed fit and its resample toys, which slice
-    the same reference, resolve it alike.
+    ``"auto"``: a tenth of the rows from :data:`AUTO_BATCH_ROWS` on, at most
+    :data:`AUTO_BATCH_MAX`; every row below (small problems keep the exact full-batch step;
+    docs/defaults.md, "Reference batches").  It depends on the reference alone, so the
+    observed fit and its resample toys, which slice the same reference, resolve it alike.
     """
     if value is None or value == "all":
         return None
     if value == "auto":
-        return int(n_reference_rows * AUTO_BATCH_FRACTION) if n_reference_rows >= AUTO_BATCH_ROWS else None
+        if n_reference_rows < AUTO_BATCH_ROWS:
+            return None
+        return min(int(n_reference_rows * AUTO_BATCH_FRACTION), AUTO_BATCH_MAX)
     return int(value)
+
+
+def resolve_data_batch(value, n_data_rows: int) -> int | None:
+    """Data rows per epoch for a replica with ``n_data_rows`` data rows (None: all of them).
+
+    ``"auto"``: every row up to :data:`AUTO_BATCH_MAX`, slices of that many above.  It is a
+    function of the replica's own data size, so the observed fit and each toy apply the
+    same rule to their own rows.
+    """
+    if value is None or value == "all":
+        return None
+    m = AUTO_BATCH_MAX if value == "auto" else int(value)
+    return m if m < n_data_rows else None
 
 
 def _setting(default, help: str, **metadata):
@@ -155,10 +173,17 @@ class TrainingConfig:
                      "the reference and data pooled (permutation tests use pooled)",
         choices=STANDARDIZE_MODES)
     reference_batch: int | str | None = _setting(
-        "auto", "Reference rows per epoch: each epoch reads every data row and a fresh slice of this "
-                "many reference rows (an unbiased estimate of the reference term); the statistic, "
-                "re-seeding and the settling check still use the whole reference. 'auto': a tenth of "
-                "the reference from 50,000 reference rows on, all rows below; 'all': every row",
+        "auto", "Reference rows per epoch: each epoch reads a fresh slice of this many reference rows "
+                "(an unbiased estimate of the reference term); the statistic and the settling check "
+                "still use the whole reference, and the scores of kernel moves up to 100,000 of its "
+                "rows. 'auto': a tenth of the reference from 50,000 reference rows on (at most 10,000 "
+                "rows), all rows below; 'all': every row",
+        flag_type="rows_or_auto")
+    data_batch: int | str | None = _setting(
+        "auto", "Data rows per epoch and replica: each epoch reads a fresh slice of this many of its "
+                "data rows (an unbiased estimate of the data term); the statistic, the settling "
+                "check and the scores of kernel moves still use every row. 'auto': every row up to "
+                "10,000, slices of 10,000 above; 'all': every row",
         flag_type="rows_or_auto")
     chunk_rows: int | None = _setting(
         None, "Rows per chunk of the full-batch gradient (memory bound); default ~1 MB of "
@@ -188,6 +213,8 @@ class TrainingConfig:
         # settings written before reference_batch existed (SparKer < 0.3) trained on the whole
         # pool: a saved calibration's toys must be matched by observed fits trained the same way
         d.setdefault("reference_batch", None)
+        # ... and before data_batch existed (SparKer < 0.4) on every data row
+        d.setdefault("data_batch", None)
         return cls(**d)
 
     def layer_configs(self) -> list["TrainingConfig"]:
@@ -242,6 +269,9 @@ def validate_config(cfg: TrainingConfig) -> None:
     rb = cfg.reference_batch
     if rb is not None and rb not in REFERENCE_BATCH_WORDS and (not is_int(rb) or rb < 1):
         raise ValueError(f"reference_batch: must be a positive integer, 'auto', 'all' or None, got {rb!r}")
+    db = cfg.data_batch
+    if db is not None and db not in REFERENCE_BATCH_WORDS and (not is_int(db) or db < 1):
+        raise ValueError(f"data_batch: must be a positive integer, 'auto', 'all' or None, got {db!r}")
     if cfg.chunk_rows is not None and (not is_int(cfg.chunk_rows) or cfg.chunk_rows < 1):
         raise ValueError(f"chunk_rows: must be a positive integer, got {cfg.chunk_rows!r}")
     if not is_int(cfg.record_every) or cfg.record_every < 0:

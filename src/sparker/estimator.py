@@ -103,12 +103,10 @@ class SparKer(BaseEstimator):
         Pairwise-distance quantiles that set the default start and end widths
         (0.003 localised the square2d clumps far better than 0.01: ``docs/defaults.md``).
     sigma_end_contrast : float, default=1e-2
-        Caps the default end width where distances concentrate (high
-        dimensions): a kernel centred on a reference point must weight a point
-        at the median pairwise distance at most this fraction of one at the
-        ``sigma_end_quantile`` distance (see
-        :func:`sparker.model.ensemble.contrast_width`).  1 turns the cap off.  In a
-        few dimensions it does not bind.
+        Caps the default end width where distances concentrate (high dimensions): a
+        kernel centred on a reference point must weight a point at the median pairwise
+        distance at most this fraction of one at the ``sigma_end_quantile`` distance
+        (:func:`sparker.model.ensemble.contrast_width`).  1 turns the cap off.
     lr_centres : float, default=0.07
         Adam step of the centres, in units of the current width: a centre
         moves by about ``lr_centres * sigma`` per step in any dimension (the
@@ -136,11 +134,10 @@ class SparKer(BaseEstimator):
     n_expected : float, optional
         ``N_0``, the number of data points expected under the reference
         hypothesis; default: the observed (weighted) data count.
-    reference_batch : int, "auto" or "all", default="auto"
-        Reference rows per epoch; "auto": a tenth from 50,000 reference rows on, else all.
+    reference_batch, data_batch : int, "auto" or "all", default="auto"
+        Reference and data rows per epoch (``docs/method.md``, "Reference and data batches").
     chunk_rows : int, optional
-        Rows per chunk of the full-batch gradient (memory bound); default ~1 MB
-        of activations per chunk.
+        Rows per chunk of the full-batch gradient (memory bound); default ~1 MB of activations.
     record_every : int, default=10
         Stride of the recorded training trajectory (``history_``); 0 = off.
     seed : int, default=0
@@ -195,6 +192,7 @@ class SparKer(BaseEstimator):
         layers=None,
         n_expected: float | None = None,
         reference_batch: int | str | None = _DEFAULT.reference_batch,
+        data_batch: int | str | None = _DEFAULT.data_batch,
         chunk_rows: int | None = _DEFAULT.chunk_rows,
         record_every: int = _DEFAULT.record_every,
         seed: int = 0,
@@ -218,6 +216,7 @@ class SparKer(BaseEstimator):
         self.layers = layers
         self.n_expected = n_expected
         self.reference_batch = reference_batch
+        self.data_batch = data_batch
         self.chunk_rows = chunk_rows
         self.record_every = record_every
         self.seed = seed

@@ -202,16 +202,17 @@ def standardization(configs: list[TrainingConfig], mode: str) -> list[TrainingCo
 
     Permutation toys need preprocessing that ignores which rows are data, so every
     configuration is fitted with ``standardize="pooled"``, and on the whole pool
-    (``reference_batch`` of "auto" becomes None, a number of rows is refused); resample
+    (``reference_batch`` and ``data_batch`` of "auto" become None, a number of rows is refused); resample
     toys see the reference alone, so ``"pooled"`` is refused there.
     """
     if mode == "permutation":
-        if any(c.reference_batch not in (None, "all", "auto") for c in configs):
-            raise ValueError("reference_batch: needs resample toys (a reference at least 5 times the data, or "
-                             "null='resample'); with permutation toys the observed fit could not slice its "
-                             "reference the way the toys slice theirs")
+        for name in ("reference_batch", "data_batch"):
+            if any(getattr(c, name) not in (None, "all", "auto") for c in configs):
+                raise ValueError(f"{name}: needs resample toys (a reference at least 5 times the data, or "
+                                 "null='resample'); with permutation toys the observed fit could not slice its "
+                                 "rows the way the toys slice theirs")
         # "auto": permutation toys read the whole pool (see the message above)
-        return [replace(c, standardize="pooled", reference_batch=None) for c in configs]
+        return [replace(c, standardize="pooled", reference_batch=None, data_batch=None) for c in configs]
     if any(c.standardize == "pooled" for c in configs):
         raise ValueError("standardize: 'pooled' is for permutation toys (null='permutation'); resample "
                          "toys see only the reference, so leave standardize at 'reference'")

@@ -225,6 +225,7 @@ def fit_stack(
             record_replicas=record_replicas,
             augmented=augmented,
             reference_batch=layer.reference_batch,
+            data_batch=layer.data_batch,
             reference_rows=reference_rows,
             batch_rng=rngs[0],  # the first replica's stream, after its starting centres
             callback=None if report is None else (lambda e, _loss, base=done: report(base + e + 1, total)),

@@ -22,7 +22,8 @@ import torch
 
 from ..core.kernels import augment_centres, augment_centres_by_replica
 
-__all__ = ["candidate_block", "candidate_rows", "reseed_kernels", "reseed_scores", "reseed_scores_batched"]
+__all__ = ["RESEED_REFERENCE_ROWS", "candidate_block", "candidate_rows", "reseed_kernels", "reseed_scores",
+           "reseed_scores_batched"]
 
 log = logging.getLogger(__name__)
 
@@ -122,17 +123,26 @@ def _candidate_gains(nD, nR, dw, cand_idx):
     return nD * torch.log((nD / nR).clamp_min(1e-300)) - (nD - nR)
 
 
+#: Re-seeding under ``reference_batch`` reads at most this many reference rows in its exact
+#: pass (a fresh random subset, weighted to keep the sums unbiased), so that its cost stops
+#: growing with the reference; below it, the whole reference.
+RESEED_REFERENCE_ROWS = 100_000
+
+
 def reseed_scores_batched(batches, Xa, chunks, centres, amps, sigma, r, dw, off, comp, cand_idx, *, budget: int,
                           block=candidate_block, top: int = 32):
     """:func:`reseed_scores` of a fit with ``reference_batch``, without a full pass per candidate.
 
-    The candidates' data sums come exactly from each replica's own data rows (``batches``,
-    a :class:`sparker.model.batches.RowBatches`); their expected counts are first
-    estimated on one reference slice, and only the ``top`` candidates of each replica by
-    the estimated gain (the estimate floored at one slice row's weight, so that a slice
-    that happens to miss a region does not make its candidates look infinitely good) get
-    their expected counts, and so their gains, from the whole reference; the others get
-    a gain of -inf.  The kernel gains are exact.  The whole reference is then read once
+    The candidates are first screened: their data sums come exactly from each replica's own
+    data rows (``batches``, a :class:`sparker.model.batches.RowBatches`), or with
+    ``data_batch`` from one data slice (weighted, the candidate's own point left out),
+    and their expected counts are estimated on one reference slice.  Only the ``top``
+    candidates of each replica by the screened gain (the expected count floored at one
+    slice row's weight, so that a slice that happens to miss a region does not make its
+    candidates look infinitely good) are scored: their data sums over every data row, their
+    expected counts over the whole reference (at most :data:`RESEED_REFERENCE_ROWS` rows of
+    it, a fresh random subset, weighted); the others get a gain of -inf.  The kernel gains
+    come from every data row and the same reference rows.  The reference is then read once
     for ``M + top`` columns per replica instead of ``M + n_cand``.
     """
     B, M, d = centres.shape
@@ -145,21 +155,22 @@ def reseed_scores_batched(batches, Xa, chunks, centres, amps, sigma, r, dw, off,
     Y = Xa[cand_idx.T.reshape(-1), :-2]  # (n_cand*B, d), candidate-major
     Cy = augment_centres(Y.view(n_cand, B, -1), sigma)  # (d+2, n_cand*B)
     Ca = augment_centres(centres.transpose(0, 1).to(dt), sigma)  # (d+2, M*B), kernel-major
-    # 1. the data rows of every replica, exactly: their part of the kernel gains, and n_D
-    Xd = batches.data[0] if batches.data[1] is None else batches.data[1]  # (B, K, d+2)
     Cb = augment_centres_by_replica(centres.to(dt), sigma)  # (B, d+2, M)
     Cyb = Cy.view(d + 2, n_cand, B).permute(2, 0, 1).contiguous()  # (B, d+2, n_cand)
-    ddw, doff = batches.data_dw, batches.data_off
-    gain = torch.zeros(M, B, dtype=torch.float64, device=dev)
-    nD = torch.zeros(B, n_cand, dtype=torch.float64, device=dev)
-    for lo in range(0, Xd.shape[1], cstep):
-        hi = min(Xd.shape[1], lo + cstep)
-        Xg = Xd[:, lo:hi]
-        l = torch.bmm(Xg, Cb).clamp_max_(0.0).permute(1, 2, 0).contiguous()  # (n, M, B)
-        gain += _gain_terms(l, aT, torch.zeros_like(ddw[lo:hi]), ddw[lo:hi],
-                            None if doff is None else doff[lo:hi], kp, sm)[0]
-        k = torch.exp(torch.bmm(Xg, Cyb).clamp_max_(0.0))  # (B, n, n_cand)
-        nD += torch.bmm(ddw[lo:hi].T.unsqueeze(1).to(k.dtype), k).squeeze(1).double()  # (B, n_cand)
+    sliced = batches.data_m is not None
+    # 1. every data row of every replica: its part of the kernel gains, and (unless the data
+    #    are sliced) n_D at every candidate
+    Xd = batches.data[0] if batches.data[1] is None else batches.data[1]  # (B, K, d+2)
+    gain, nD = _data_sums(Xd, Cb, aT, batches.data_dw, batches.data_off, None if sliced else Cyb, kp, sm, cstep)
+    if sliced:  # n_D screened on one data slice, each candidate's own point left out
+        Xs, Xls, ddw, _ = batches.data_rows()
+        nD = _data_sums(Xs if Xls is None else Xls, None, aT, ddw, None, Cyb, kp, sm, cstep)[1]
+        pos = batches.data_slice_positions
+        for b in range(B):  # a slice holds a candidate's own point with weight scale * w, or not at all;
+            # _candidate_gains takes w off, so add w back and take off what the slice holds
+            own = torch.isin(cand_idx[b], batches.data_index[b, pos[b]])
+            w = dw[cand_idx[b], b]
+            nD[b] += (w - own * batches.data_scale[b] * w).double()
     nD = nD.T  # (n_cand, B)
     # 2. expected counts at every candidate, estimated on one reference slice
     idx = batches.reference_slice()
@@ -177,19 +188,61 @@ def reseed_scores_batched(batches, Xa, chunks, centres, amps, sigma, r, dw, off,
     floor = float(positive.median()) if len(positive) else 1e-12
     pick = _candidate_gains(nD, nR_est.clamp_min(floor), dw, cand_idx)
     best = pick.topk(top, dim=1).indices  # (B, top)
-    # 3. the whole reference once: its part of the kernel gains, and n_R at the best candidates
     cand_top = cand_idx.gather(1, best)  # (B, top)
     Ct = augment_centres(Xa[cand_top.T.reshape(-1), :-2].view(top, B, -1), sigma)  # (d+2, top*B)
+    if sliced:  # n_D of the best candidates over every data row
+        Ctb = Ct.view(d + 2, top, B).permute(2, 0, 1).contiguous()  # (B, d+2, top)
+        nD_top = _data_sums(Xd, None, aT, batches.data_dw, None, Ctb, kp, sm, cstep)[1].T  # (top, B)
+    else:
+        nD_top = nD.gather(0, best.T)
+    # 3. the reference once: its part of the kernel gains, and n_R at the best candidates
     nR = torch.zeros(top, B, dtype=torch.float64, device=dev)
-    for lo, hi in chunks:
-        l = (Xa[lo:hi] @ Ca).clamp_max_(0.0).view(hi - lo, M, B)
-        zero = torch.zeros_like(r[lo:hi])
-        g, expected = _gain_terms(l, aT, r[lo:hi], zero, None if off is None else off[lo:hi], kp, sm)
+    for rows, weight in _reference_pass(batches, chunks, r):
+        Xr = Xa[rows]
+        l = (Xr @ Ca).clamp_max_(0.0).view(Xr.shape[0], M, B)
+        zero = torch.zeros_like(weight)
+        g, expected = _gain_terms(l, aT, weight, zero, None if off is None else off[rows], kp, sm)
         gain += g
-        nR += block(Xa[lo:hi], Ct, zero, expected)[1].double()
+        nR += block(Xr, Ct, zero, expected)[1].double()
     gains = torch.full((B, n_cand), -math.inf, dtype=torch.float64, device=dev)
-    cg = _candidate_gains(nD.gather(0, best.T), nR, dw, cand_top)  # (B, top)
+    cg = _candidate_gains(nD_top, nR, dw, cand_top)  # (B, top)
     return gain.T, gains.scatter_(1, best, cg)
+
+
+def _data_sums(Xd, Cb, aT, ddw, doff, Cyb, kp: int, sm: int, step: int):
+    """Over each replica's own rows ``Xd`` (B, K, d+2) with weights ``ddw`` (K, B): the data part of
+    the kernel gains (M, B) when ``Cb`` (B, d+2, M) is given (else None), and the data sums (B, n_c)
+    at the candidates ``Cyb`` (B, d+2, n_c) when given (else None), both float64."""
+    B, K, _ = Xd.shape
+    gain = None if Cb is None else torch.zeros(aT.shape, dtype=torch.float64, device=Xd.device)
+    nD = None if Cyb is None else torch.zeros(B, Cyb.shape[2], dtype=torch.float64, device=Xd.device)
+    for lo in range(0, K, step):
+        hi = min(K, lo + step)
+        Xg = Xd[:, lo:hi]
+        if Cb is not None:
+            l = torch.bmm(Xg, Cb).clamp_max_(0.0).permute(1, 2, 0).contiguous()  # (n, M, B)
+            gain += _gain_terms(l, aT, torch.zeros_like(ddw[lo:hi]), ddw[lo:hi],
+                                None if doff is None else doff[lo:hi], kp, sm)[0]
+        if Cyb is not None:
+            k = torch.exp(torch.bmm(Xg, Cyb).clamp_max_(0.0))  # (B, n, n_c)
+            nD += torch.bmm(ddw[lo:hi].T.unsqueeze(1).to(k.dtype), k).squeeze(1).double()  # (B, n_c)
+    return gain, nD
+
+
+def _reference_pass(batches, chunks, r):
+    """The rows of re-seeding's exact pass, as ``(rows, weights)`` blocks: the pool's chunks, or
+    a random subset of :data:`RESEED_REFERENCE_ROWS` reference rows weighted up to the whole."""
+    n_ref = len(batches.ref)
+    if n_ref <= RESEED_REFERENCE_ROWS:
+        for lo, hi in chunks:
+            yield slice(lo, hi), r[lo:hi]
+        return
+    rows = torch.as_tensor(np.sort(batches.rng.choice(batches.ref, RESEED_REFERENCE_ROWS, replace=False)),
+                           device=r.device)
+    step = max(hi - lo for lo, hi in chunks)
+    for lo in range(0, len(rows), step):
+        block = rows[lo:lo + step]
+        yield block, r[block] * (n_ref / RESEED_REFERENCE_ROWS)
 
 
 #: seed of the fixed shuffle of a replica's data rows that candidate subsets are cut from

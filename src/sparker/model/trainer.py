@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..config import TrainingConfig, resolve_reference_batch
+from ..config import TrainingConfig, resolve_data_batch, resolve_reference_batch
 from ..core.kernels import augment_centres, augment_pool, get_competition
 from ..core.schedules import MIN_WIDTH
 from ..core.threads import adapted_threads
@@ -317,6 +317,7 @@ def train_replicas(
     fused: str = "auto",
     callback=None,
     reference_batch: int | None = None,
+    data_batch: int | str | None = None,
     reference_rows: torch.Tensor | None = None,
     batch_rng: np.random.Generator | None = None,
 ) -> TrainResult:
@@ -371,6 +372,12 @@ def train_replicas(
         term without bias (:class:`~sparker.model.batches.RowBatches`; ``docs/method.md``, "Reference
         batches"); ``loss`` then holds these estimates, while re-seeding, the settling
         check and the statistic use the whole pool.
+    data_batch : int, "auto" or None
+        Data rows per epoch and replica (None: all of them; "auto": see
+        :func:`~sparker.config.resolve_data_batch`): a replica with more data rows reads a
+        fresh slice of this many, weighted to estimate its data term without bias; the
+        statistic and the settling check use every row, and re-seeding scores its best
+        candidates on every row.
     reference_rows : Tensor of bool, shape (N,), optional
         The rows the slices are cut from; they must include every row with a reference
         weight (default: the rows with a reference weight in some replica).  Observation
@@ -409,17 +416,19 @@ def train_replicas(
                    } if reseed and epochs else {}
     n_moved = np.zeros(B, dtype=np.int64)
     batches = None
-    if reference_batch is not None and epochs:
+    if (reference_batch is not None or data_batch is not None) and epochs:
         if reference_rows is None:
             reference_rows = (r > 0).any(1)
         elif reference_rows.shape != (N,) or bool(((r > 0).any(1) & ~reference_rows.to(r.device)).any()):
             raise ValueError("reference_rows: expected a boolean mask of the pool's N rows that includes "
                              "every row with a reference weight")
-        m = resolve_reference_batch(reference_batch, int(reference_rows.sum()))
-        if m is not None:
-            batches = RowBatches(Xa, Xl, r, dw, off, m, reference_rows.to(r.device),
-                                 batch_rng if batch_rng is not None else np.random.default_rng(0))
-            if batches.rows >= N:  # nothing to save: the whole pool is no more rows
+        n_ref = int(reference_rows.sum())
+        m = resolve_reference_batch(reference_batch, n_ref)
+        dm = resolve_data_batch(data_batch, int((dw > 0).sum(0).max()))
+        if m is not None or dm is not None:
+            batches = RowBatches(Xa, Xl, r, dw, off, n_ref if m is None else m, reference_rows.to(r.device),
+                                 batch_rng if batch_rng is not None else np.random.default_rng(0), data_m=dm)
+            if batches.data_m is None and batches.rows >= N:  # nothing to save: the whole pool is no more rows
                 batches = None
     if batches is not None:
         step_g = default_chunk_rows(batches.rows, B * M, X.device)
