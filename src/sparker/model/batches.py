@@ -1,6 +1,6 @@
 """Reference and data batches (``reference_batch``, ``data_batch``): the rows of one epoch, and the step on them.
 
-See ``docs/method.md``, "Reference batches".  :class:`RowBatches` holds each replica's
+See ``docs/method.md``, "Reference and data batches".  :class:`RowBatches` holds each replica's
 data rows and cuts the reference, and where asked each replica's data, into slices;
 :func:`batch_loss_and_grad` is the trainer's loss and gradient on one epoch's rows.
 """

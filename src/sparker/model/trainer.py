@@ -366,12 +366,13 @@ def train_replicas(
     callback : callable(epoch, loss), optional
     reference_batch : int, "auto" or None
         Reference rows per epoch (None: all of them; "auto": see
-        :func:`~sparker.config.resolve_reference_batch`).  Each epoch then evaluates every
-        data row of every replica and a slice of ``reference_batch`` rows of
-        ``reference_rows``, shared by the replicas and weighted to estimate the reference
-        term without bias (:class:`~sparker.model.batches.RowBatches`; ``docs/method.md``, "Reference
-        batches"); ``loss`` then holds these estimates, while re-seeding, the settling
-        check and the statistic use the whole pool.
+        :func:`~sparker.config.resolve_reference_batch`).  Each epoch then evaluates a
+        slice of ``reference_batch`` rows of ``reference_rows``, shared by the replicas and
+        weighted to estimate the reference term without bias, and the data rows of every
+        replica (:class:`~sparker.model.batches.RowBatches`; ``docs/method.md``, "Reference
+        and data batches"); ``loss`` then holds these estimates, while the settling check
+        and the statistic use the whole pool, and re-seeding scores its best candidates on
+        the whole reference (at most ``RESEED_REFERENCE_ROWS`` rows of it).
     data_batch : int, "auto" or None
         Data rows per epoch and replica (None: all of them; "auto": see
         :func:`~sparker.config.resolve_data_batch`): a replica with more data rows reads a
