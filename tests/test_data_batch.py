@@ -137,19 +137,6 @@ def test_data_batch_at_least_the_data_changes_nothing():
     assert sparker.SparKer(**kw).fit(R, D).statistic_ == sparker.SparKer(data_batch=60, **kw).fit(R, D).statistic_
 
 
-def test_fit_with_data_slices_finds_the_clump():
-    rng = np.random.default_rng(3)
-    R = rng.normal(size=(20_000, 2))
-    D = rng.normal(size=(2_000, 2))
-    D[:60] = np.array([1.5, -1.0]) + 0.1 * rng.normal(size=(60, 2))
-    null = rng.normal(size=(2_000, 2))
-    kw = dict(n_kernels=4, epochs=300, seed=0, reference_batch=1_000, data_batch=400)
-    model = sparker.SparKer(**kw).fit(R, D)
-    assert model.statistic_ > sparker.SparKer(**kw).fit(R, null).statistic_ + 30
-    top = max(model.kernels_, key=lambda k: k["local_z"] or -np.inf)
-    assert np.linalg.norm(np.asarray(list(top["centre"].values())) - [1.5, -1.0]) < 0.3
-
-
 def test_data_slices_alone_keep_the_whole_reference():
     """data_batch without reference slices: the reference term stays exact."""
     rng = np.random.default_rng(0)

@@ -104,13 +104,15 @@ def test_reference_batch_at_least_the_reference_changes_nothing():
     assert a.statistic_ == b.statistic_
 
 
-def test_fit_with_reference_batches_finds_the_clump_and_checks_settling_on_the_whole_pool():
+@pytest.mark.parametrize("n_data, n_clump, data_batch", [(1_000, 40, None), (2_000, 60, 400)])
+def test_fit_with_batches_finds_the_clump_and_checks_settling_on_the_whole_pool(n_data, n_clump, data_batch):
+    """Reference slices alone, and with data slices (a fifth of the data per epoch)."""
     rng = np.random.default_rng(3)
     R = rng.normal(size=(20_000, 2))
-    D = rng.normal(size=(1_000, 2))
-    D[:40] = np.array([1.5, -1.0]) + 0.1 * rng.normal(size=(40, 2))
-    null = rng.normal(size=(1_000, 2))
-    kw = dict(n_kernels=4, epochs=300, seed=0, reference_batch=1_000)
+    D = rng.normal(size=(n_data, 2))
+    D[:n_clump] = np.array([1.5, -1.0]) + 0.1 * rng.normal(size=(n_clump, 2))
+    null = rng.normal(size=(n_data, 2))
+    kw = dict(n_kernels=4, epochs=300, seed=0, reference_batch=1_000, data_batch=data_batch)
     model = sparker.SparKer(**kw).fit(R, D)
     t_null = sparker.SparKer(**kw).fit(R, null).statistic_
     assert model.statistic_ > t_null + 30

@@ -65,7 +65,6 @@ def rows(text: str):
     return int(text)
 
 
-
 #: argparse types named by a setting's ``flag_type`` metadata
 _FLAG_TYPES = {"rows_or_auto": rows}
 

@@ -95,15 +95,16 @@ class RowBatches:
         self.dpos[counts > m] += m
         return torch.as_tensor(out, device=self.r.device)
 
-    def data_rows(self):
+    def data_rows(self, pos: torch.Tensor | None = None):
         """This epoch's data rows: ``(Xd, Xld, dw, off)`` of shapes (B, n, d+2) twice (the second None
-        when the log-kernels use ``Xd`` itself), (n, B) and (n, B) or None; every row, or a slice
-        (:meth:`data_slice`) with weights scaled to keep the data term unbiased."""
+        when the log-kernels use ``Xd`` itself), (n, B) and (n, B) or None; every row, or with data
+        slices the rows at positions ``pos`` (B, m) (default: the next :meth:`data_slice`), their
+        weights scaled to keep the data term unbiased."""
         Xd, Xld = self.data
         if self.data_m is None:
             return Xd, Xld, self.data_dw, self.data_off
-        pos = self.data_slice()  # (B, m)
-        self.data_slice_positions = pos
+        if pos is None:
+            pos = self.data_slice()  # (B, m)
         B, K, _ = Xd.shape
         flat = (pos + torch.arange(B, device=pos.device).unsqueeze(1) * K).reshape(-1)  # rows of (B*K, d+2)
 

@@ -156,16 +156,16 @@ def reseed_scores_batched(batches, Xa, chunks, centres, amps, sigma, r, dw, off,
     Cy = augment_centres(Y.view(n_cand, B, -1), sigma)  # (d+2, n_cand*B)
     Ca = augment_centres(centres.transpose(0, 1).to(dt), sigma)  # (d+2, M*B), kernel-major
     Cb = augment_centres_by_replica(centres.to(dt), sigma)  # (B, d+2, M)
-    Cyb = Cy.view(d + 2, n_cand, B).permute(2, 0, 1).contiguous()  # (B, d+2, n_cand)
+    Cyb = _replica_major(Cy, B)  # (B, d+2, n_cand)
     sliced = batches.data_m is not None
     # 1. every data row of every replica: its part of the kernel gains, and (unless the data
     #    are sliced) n_D at every candidate
     Xd = batches.data[0] if batches.data[1] is None else batches.data[1]  # (B, K, d+2)
     gain, nD = _data_sums(Xd, Cb, aT, batches.data_dw, batches.data_off, None if sliced else Cyb, kp, sm, cstep)
     if sliced:  # n_D screened on one data slice, each candidate's own point left out
-        Xs, Xls, ddw, _ = batches.data_rows()
+        pos = batches.data_slice()  # (B, m)
+        Xs, Xls, ddw, _ = batches.data_rows(pos)
         nD = _data_sums(Xs if Xls is None else Xls, None, aT, ddw, None, Cyb, kp, sm, cstep)[1]
-        pos = batches.data_slice_positions
         for b in range(B):  # a slice holds a candidate's own point with weight scale * w, or not at all;
             # _candidate_gains takes w off, so add w back and take off what the slice holds
             own = torch.isin(cand_idx[b], batches.data_index[b, pos[b]])
@@ -191,8 +191,7 @@ def reseed_scores_batched(batches, Xa, chunks, centres, amps, sigma, r, dw, off,
     cand_top = cand_idx.gather(1, best)  # (B, top)
     Ct = augment_centres(Xa[cand_top.T.reshape(-1), :-2].view(top, B, -1), sigma)  # (d+2, top*B)
     if sliced:  # n_D of the best candidates over every data row
-        Ctb = Ct.view(d + 2, top, B).permute(2, 0, 1).contiguous()  # (B, d+2, top)
-        nD_top = _data_sums(Xd, None, aT, batches.data_dw, None, Ctb, kp, sm, cstep)[1].T  # (top, B)
+        nD_top = _data_sums(Xd, None, aT, batches.data_dw, None, _replica_major(Ct, B), kp, sm, cstep)[1].T
     else:
         nD_top = nD.gather(0, best.T)
     # 3. the reference once: its part of the kernel gains, and n_R at the best candidates
@@ -207,6 +206,12 @@ def reseed_scores_batched(batches, Xa, chunks, centres, amps, sigma, r, dw, off,
     gains = torch.full((B, n_cand), -math.inf, dtype=torch.float64, device=dev)
     cg = _candidate_gains(nD_top, nR, dw, cand_top)  # (B, top)
     return gain.T, gains.scatter_(1, best, cg)
+
+
+def _replica_major(C, B: int):
+    """Candidate-major factors (d+2, n*B) of :func:`augment_centres` as one factor per replica,
+    (B, d+2, n), for ``torch.bmm`` with each replica's own rows."""
+    return C.view(C.shape[0], -1, B).permute(2, 0, 1).contiguous()
 
 
 def _data_sums(Xd, Cb, aT, ddw, doff, Cyb, kp: int, sm: int, step: int):
