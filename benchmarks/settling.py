@@ -11,6 +11,7 @@ Usage::
 
     python benchmarks/settling.py
     python benchmarks/settling.py --scenarios square2d:0.05,expo1d:0.01 --draws 2
+    python benchmarks/settling.py --set a_max=3
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ DEFAULT_SCENARIOS = ("square2d:0.05,expo1d:0.01,gauss_highd:0.01,digits_novelty:
                      "shuttle_intrusion:0.01,genval:0.05,perturbed_uniform:0.3")
 
 
-def settled_counts(name: str, fraction: float, draws: int) -> np.ndarray:
-    """Fits whose loss settled, per configuration of the default test, shape (K,)."""
+def settled_counts(name: str, fraction: float, draws: int, settings: dict | None = None) -> np.ndarray:
+    """Fits whose loss settled, per configuration of the default test (with ``settings``
+    changed on every scale), shape (K,)."""
     params = dict(CI_SIZES.get(name, {}))
     params.update(SIGNAL_PARAMETERS[name](fraction, params))
-    configs = training_configs({}, "auto")
+    configs = training_configs(settings or {}, "multi")
     counts = np.zeros(len(configs), dtype=int)
     for s in range(draws):
         reference, data = scenarios.make(name, seed=100 + s, **params)[:2]
@@ -48,17 +50,28 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--scenarios", default=DEFAULT_SCENARIOS, help="comma-separated name:fraction")
     p.add_argument("--draws", type=int, default=4, help="signal draws, and as many null draws")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="a training setting changed on every scale (numbers only), e.g. a_max=3; repeatable")
     args = p.parse_args(argv)
+    settings = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        try:
+            settings[key] = float(value) if "." in value or "e" in value else int(value)
+        except ValueError:
+            p.error(f"--set: {item!r} is not NAME=NUMBER")
+        if not sep:
+            p.error(f"--set: {item!r} is not NAME=NUMBER")
     warnings.simplefilter("ignore", ConvergenceWarning)  # counted, not shown
     labels = [f"{c.n_kernels} kernels to the {c.sigma_end_quantile:g} quantile"
-              for c in training_configs({}, "auto")]
+              for c in training_configs(settings, "multi")]
     print("| scenario | fraction | " + " | ".join(labels) + " | seconds |")
     print("| --- | --- |" + " --- |" * (len(labels) + 1))
     for item in args.scenarios.split(","):
         name, _, frac = item.partition(":")
         for fraction in (float(frac), 0.0):
             start = time.perf_counter()
-            counts = settled_counts(name, fraction, args.draws)
+            counts = settled_counts(name, fraction, args.draws, settings)
             cells = " | ".join(f"{k}/{args.draws}" for k in counts)
             print(f"| {name} | {fraction:g} | {cells} | {time.perf_counter() - start:.0f} |", flush=True)
 

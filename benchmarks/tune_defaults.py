@@ -44,6 +44,21 @@ VARIANTS = {
     "competition-softmax": {"competition": "softmax"},
     "lr-x2": {"lr_centres": 0.14, "lr_amplitudes": 0.1},
     "amax5": {"a_max": 5.0},
+    # a lower amplitude clip on each of the default test's three scales: a kernel on a lone
+    # point gains about one loss unit per unit of amplitude, so the clip bounds the noise it fits
+    "mid4-amax5": {"n_kernels": 4, "sigma_end_quantile": 0.02, "epochs": 500, "a_max": 5.0},
+    "wider4-amax5": {"n_kernels": 4, "sigma_end_quantile": 0.5, "epochs": 300, "a_max": 5.0},
+    "amax3": {"a_max": 3.0},
+    # a stronger L1 penalty on each scale: from 1 on, a kernel on one lone data point (which
+    # gains about one loss unit per unit of amplitude) no longer pays for its amplitude
+    "l1-1": {"l1": 1.0},
+    "mid4-l1-1": {"n_kernels": 4, "sigma_end_quantile": 0.02, "epochs": 500, "l1": 1.0},
+    "wider4-l1-1": {"n_kernels": 4, "sigma_end_quantile": 0.5, "epochs": 300, "l1": 1.0},
+    "l1-2": {"l1": 2.0},
+    "mid4-l1-2": {"n_kernels": 4, "sigma_end_quantile": 0.02, "epochs": 500, "l1": 2.0},
+    "wider4-l1-2": {"n_kernels": 4, "sigma_end_quantile": 0.5, "epochs": 300, "l1": 2.0},
+    "mid4-amax3": {"n_kernels": 4, "sigma_end_quantile": 0.02, "epochs": 500, "a_max": 3.0},
+    "wider4-amax3": {"n_kernels": 4, "sigma_end_quantile": 0.5, "epochs": 300, "a_max": 3.0},
     "end-q0.01": {"sigma_end_quantile": 0.01},
     "end-q0.05": {"sigma_end_quantile": 0.05},
     # a broad block (4 kernels ending at the 5 % distance quantile) fitted first, then

@@ -485,6 +485,10 @@ def test_scales_resolve_from_the_settings():
     assert len(training_configs({})) == len(SCALES["multi"]) == 3
     assert training_configs({}, "single") == [sparker.TrainingConfig()]
     assert all(c.lr_centres == 0.1 for c in training_configs({"lr_centres": 0.1}))
+    # the widest scale clips its amplitudes at 5, unless the user sets a_max for every scale
+    assert [c.a_max for c in training_configs({})] == [10.0, 10.0, 5.0]
+    assert [c.a_max for c in training_configs({"a_max": 8.0})] == [8.0, 8.0, 8.0]
+    assert [c.a_max for c in training_configs({"a_max": [4.0, 8.0]})] == [4.0, 4.0, 4.0, 8.0, 8.0, 8.0]
     assert len(training_configs({"lr_centres": [0.1, 0.2]}, "multi")) == 6
     # a scale that repeats the given configuration runs once
     same = training_configs({"n_kernels": 4, "sigma_end_quantile": 0.02, "epochs": 500}, "multi")

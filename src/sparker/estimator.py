@@ -115,7 +115,8 @@ class SparKer(BaseEstimator):
     lr_amplitudes : float, default=0.05
         Adam step of the amplitudes.
     a_max : float, default=10
-        Amplitudes are clipped to ``[-a_max, a_max]`` after every step; at most
+        Amplitudes are clipped to ``[-a_max, a_max]`` after every step (the
+        calibrated test's broadest scale clips at 5 unless this is given); at most
         50, so that ``exp(f)`` stays finite in float32.
     l1 : float, default=0.5
         L1 penalty on the amplitudes, in loss units per unit amplitude (the statistic is

@@ -75,6 +75,8 @@ def resolve_scales(scales: str, settings: dict) -> str:
 def training_configs(settings: dict, scales: str = "auto") -> list[TrainingConfig]:
     """The configurations of a calibrated test, in order: every configuration of
     :func:`expand_settings` at every scale of :data:`~sparker.config.SCALES` (duplicates once).
+    A scale's own value of a setting outside :data:`~sparker.config.SCALE_SETTINGS` (the
+    widest scale's ``a_max``) applies unless ``settings`` gives that setting.
 
     Raises
     ------
@@ -88,7 +90,7 @@ def training_configs(settings: dict, scales: str = "auto") -> list[TrainingConfi
     configs = []
     for base in expand_settings(settings):
         for changes in SCALES[preset]:
-            cfg = replace(base, **changes)
+            cfg = replace(base, **{k: v for k, v in changes.items() if k in SCALE_SETTINGS or k not in settings})
             if cfg not in configs:
                 configs.append(cfg)
     return configs
