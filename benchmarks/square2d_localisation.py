@@ -28,6 +28,7 @@ VARIANTS = {
     "annealing, no reseed": {"reseed": False},
     "constant sigma_end, no reseed": {"schedule": "constant", "reseed": False},
     "no L1 penalty (l1=0)": {"l1": 0.0},
+    "L1 penalty 1 (l1=1)": {"l1": 1.0},
     "sigma_end_quantile=0.01": {"sigma_end_quantile": 0.01},
     "sigma_end_quantile=0.001": {"sigma_end_quantile": 0.001},
     "linear schedule": {"schedule": "linear"},
