@@ -17,6 +17,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import time
 import warnings
 
@@ -51,17 +52,15 @@ def main(argv=None) -> None:
     p.add_argument("--scenarios", default=DEFAULT_SCENARIOS, help="comma-separated name:fraction")
     p.add_argument("--draws", type=int, default=4, help="signal draws, and as many null draws")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                   help="a training setting changed on every scale (numbers only), e.g. a_max=3; repeatable")
+                   help="a training setting changed on every scale, e.g. a_max=3; repeatable")
     args = p.parse_args(argv)
     settings = {}
     for item in args.set:
-        key, sep, value = item.partition("=")
+        key, _, value = item.partition("=")
         try:
-            settings[key] = float(value) if "." in value or "e" in value else int(value)
-        except ValueError:
-            p.error(f"--set: {item!r} is not NAME=NUMBER")
-        if not sep:
-            p.error(f"--set: {item!r} is not NAME=NUMBER")
+            settings[key] = json.loads(value)
+        except json.JSONDecodeError:
+            p.error(f"--set: expected NAME=NUMBER, got {item!r}")
     warnings.simplefilter("ignore", ConvergenceWarning)  # counted, not shown
     labels = [f"{c.n_kernels} kernels to the {c.sigma_end_quantile:g} quantile"
               for c in training_configs(settings, "multi")]

@@ -29,6 +29,11 @@ import numpy as np
 from sparker.app.bench import power_from_draws, power_study
 from sparker.stats import AGGREGATIONS
 
+#: the calibrated test's two broader scales as they were measured first (sparker.config.SCALES
+#: without the widest scale's a_max of 5, which 0.5.0 added: that one is ``wider4-amax5``)
+MID4 = {"n_kernels": 4, "sigma_end_quantile": 0.02, "epochs": 500}
+WIDER4 = {"n_kernels": 4, "sigma_end_quantile": 0.5, "epochs": 300}
+
 #: label -> SparKer settings changed from the defaults (one configuration, the default narrow
 #: ensemble, unless ``scales`` says otherwise)
 VARIANTS = {
@@ -43,22 +48,6 @@ VARIANTS = {
     "competition-none": {"competition": "none"},
     "competition-softmax": {"competition": "softmax"},
     "lr-x2": {"lr_centres": 0.14, "lr_amplitudes": 0.1},
-    "amax5": {"a_max": 5.0},
-    # a lower amplitude clip on each of the default test's three scales: a kernel on a lone
-    # point gains about one loss unit per unit of amplitude, so the clip bounds the noise it fits
-    "mid4-amax5": {"n_kernels": 4, "sigma_end_quantile": 0.02, "epochs": 500, "a_max": 5.0},
-    "wider4-amax5": {"n_kernels": 4, "sigma_end_quantile": 0.5, "epochs": 300, "a_max": 5.0},
-    "amax3": {"a_max": 3.0},
-    # a stronger L1 penalty on each scale: from 1 on, a kernel on one lone data point (which
-    # gains about one loss unit per unit of amplitude) no longer pays for its amplitude
-    "l1-1": {"l1": 1.0},
-    "mid4-l1-1": {"n_kernels": 4, "sigma_end_quantile": 0.02, "epochs": 500, "l1": 1.0},
-    "wider4-l1-1": {"n_kernels": 4, "sigma_end_quantile": 0.5, "epochs": 300, "l1": 1.0},
-    "l1-2": {"l1": 2.0},
-    "mid4-l1-2": {"n_kernels": 4, "sigma_end_quantile": 0.02, "epochs": 500, "l1": 2.0},
-    "wider4-l1-2": {"n_kernels": 4, "sigma_end_quantile": 0.5, "epochs": 300, "l1": 2.0},
-    "mid4-amax3": {"n_kernels": 4, "sigma_end_quantile": 0.02, "epochs": 500, "a_max": 3.0},
-    "wider4-amax3": {"n_kernels": 4, "sigma_end_quantile": 0.5, "epochs": 300, "a_max": 3.0},
     "end-q0.01": {"sigma_end_quantile": 0.01},
     "end-q0.05": {"sigma_end_quantile": 0.05},
     # a broad block (4 kernels ending at the 5 % distance quantile) fitted first, then
@@ -75,24 +64,33 @@ VARIANTS = {
     # cheap broad configurations, for min-p aggregation with the default (``--aggregate``)
     "broad4": {"n_kernels": 4, "sigma_end_quantile": 0.05, "epochs": 300},
     "broad2": {"n_kernels": 2, "sigma_end_quantile": 0.3, "epochs": 300},
-    "mid4": {"n_kernels": 4, "sigma_end_quantile": 0.02, "epochs": 500},
+    "mid4": MID4,
     # broader still: four kernels ending at the 20 % or 50 % distance quantile
     "wide4": {"n_kernels": 4, "sigma_end_quantile": 0.2, "epochs": 300},
-    "wider4": {"n_kernels": 4, "sigma_end_quantile": 0.5, "epochs": 300},
-    # the three scales of the calibrated test with reference batches (``reference_batch``):
-    # each epoch reads the data and 1,000 reference rows (about N_D at the study's sizes)
+    "wider4": WIDER4,
+}
+
+#: tag -> one change applied to each of the three scales: ``TAG`` (the narrow ensemble),
+#: ``mid4-TAG`` and ``wider4-TAG``
+PER_SCALE = {
+    # reference batches (``reference_batch``): each epoch reads the data and 1,000 reference
+    # rows (about N_D at the study's sizes)
     "rb1000": {"reference_batch": 1000},
-    "mid4-rb1000": {"n_kernels": 4, "sigma_end_quantile": 0.02, "epochs": 500, "reference_batch": 1000},
-    "wider4-rb1000": {"n_kernels": 4, "sigma_end_quantile": 0.5, "epochs": 300, "reference_batch": 1000},
     # ... and data batches (``data_batch``): a quarter of the data rows per epoch, a harsher
     # ratio of slice to signal than "auto" meets at large sizes (a proxy: at CI sizes a rare
     # signal has a few points per slice)
     "rb1000-db250": {"reference_batch": 1000, "data_batch": 250},
-    "mid4-rb1000-db250": {"n_kernels": 4, "sigma_end_quantile": 0.02, "epochs": 500, "reference_batch": 1000,
-                          "data_batch": 250},
-    "wider4-rb1000-db250": {"n_kernels": 4, "sigma_end_quantile": 0.5, "epochs": 300, "reference_batch": 1000,
-                            "data_batch": 250},
+    # a lower amplitude clip: a kernel on a lone point gains about one loss unit per unit of
+    # amplitude, so the clip bounds the noise it fits
+    "amax5": {"a_max": 5.0},
+    "amax3": {"a_max": 3.0},
+    # a stronger L1 penalty: from 1 on, a kernel on one lone data point no longer pays for
+    # its amplitude
+    "l1-1": {"l1": 1.0},
+    "l1-2": {"l1": 2.0},
 }
+for _tag, _change in PER_SCALE.items():
+    VARIANTS.update({_tag: _change, f"mid4-{_tag}": {**MID4, **_change}, f"wider4-{_tag}": {**WIDER4, **_change}})
 
 #: scenario -> the rare signal fraction the study uses by default
 SCENARIOS = {"square2d": 0.05, "expo1d": 0.01, "gauss_highd": 0.01, "digits_novelty": 0.02,
