@@ -121,8 +121,8 @@ def test_sparker_scales_are_aggregated_like_the_calibrated_test():
     json.dumps(study.to_dict())
     single = power_study("square2d", methods=["sparker"], fractions=[0.1], n_toys=3, n_null_draws=4,
                          params={"n_reference": 600, "n_background": 100}, seed=2,
-                         options={"sparker": {"scales": "single", "lr_centres": 0.1}})
-    np.testing.assert_array_equal(single.statistics["sparker"][1], alt[:, 0])  # the narrow scale
+                         options={"sparker": {"scales": "single", "lr_centres": 0.1, "l1": 1.0}})
+    np.testing.assert_array_equal(single.statistics["sparker"][1], alt[:, 0])  # the narrow scale (l1 = 1)
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -452,9 +452,9 @@ def test_default_test_runs_three_scales_on_the_same_toys_and_shows_the_best():
     assert "combines 3 configurations on the same toys" in text
     assert f"those of configuration {shown + 1} ({res.settings[shown]['n_kernels']} kernels" in text
     # a kernel-count (or width, epochs, layers) setting means exactly that configuration
-    one = sparker.test(R, D, n_null=4, seed=1, n_kernels=8)
+    one = sparker.test(R, D, n_null=4, seed=1, n_kernels=8, l1=1.0)
     assert len(one.settings) == 1 and one.per_config is None
-    assert one.statistic == pc["statistics"][0]  # the narrow scale is the plain default fit
+    assert one.statistic == pc["statistics"][0]  # the narrow scale is the default fit with l1 = 1
     np.testing.assert_array_equal(one.null_distribution, null[:, 0])
 
 
@@ -468,8 +468,8 @@ def test_default_test_sees_a_broad_deficit_through_its_widest_scale():
     res = sparker.test(R, D, n_null=39, seed=0)
     p = np.asarray(res.per_config["pvalues"])
     assert res.settings[2]["sigma_end_quantile"] == 0.5
-    assert p[2] == 1 / 40  # the widest scale beats every toy (p 0.73 and 0.78 for the other two)
-    assert p.min() == p[2] < 0.5 < p[:2].min()
+    assert p[2] == 1 / 40  # the widest scale beats every toy (p 0.43 and 0.78 for the other two)
+    assert p.min() == p[2] and p[:2].min() > 0.25
     assert res.pvalue <= 0.05
     assert res.per_config["shown"] == 2 and res.model.n_kernels == 4
 
@@ -489,9 +489,13 @@ def test_scales_resolve_from_the_settings():
     assert [c.a_max for c in training_configs({})] == [10.0, 10.0, 5.0]
     assert [c.a_max for c in training_configs({"a_max": 8.0})] == [8.0, 8.0, 8.0]
     assert [c.a_max for c in training_configs({"a_max": [4.0, 8.0]})] == [4.0, 4.0, 4.0, 8.0, 8.0, 8.0]
+    # the narrow scale penalises its amplitudes with l1 = 1, the others keep the default 0.5
+    assert [c.l1 for c in training_configs({})] == [1.0, 0.5, 0.5]
+    assert [c.l1 for c in training_configs({"l1": 0.25})] == [0.25, 0.25, 0.25]
+    assert [c.l1 for c in training_configs({}, "single")] == [0.5]
     assert len(training_configs({"lr_centres": [0.1, 0.2]}, "multi")) == 6
     # a scale that repeats the given configuration runs once
-    same = training_configs({"n_kernels": 4, "sigma_end_quantile": 0.02, "epochs": 500}, "multi")
+    same = training_configs({"n_kernels": 4, "sigma_end_quantile": 0.02, "epochs": 500, "l1": 0.5}, "multi")
     assert len(same) == 2 and same[0].n_kernels == 4
     with pytest.raises(ValueError, match="^scales:"):
         training_configs({"layers": [{"n_kernels": 2}]}, "multi")

@@ -282,17 +282,19 @@ def validate_config(cfg: TrainingConfig) -> None:
 #: Scale presets of the calibrated test (:attr:`NullConfig.scales`): per preset, one dict
 #: per configuration of the settings it changes.  The configurations run on the same
 #: toys and their p-values are combined by ``aggregation`` (min-p by default), so the
-#: test sees small dense clumps (the default narrow ensemble, 0.3% distance quantile),
+#: test sees small dense clumps (the default narrow ensemble, 0.3% distance quantile, with
+#: an L1 penalty of 1 so that its kernels do not climb onto lone null points),
 #: moderate excesses (four kernels to the 2% quantile) and broad excesses and deficits
 #: spanning a good part of the range (four kernels to the median distance, amplitudes
 #: clipped at 5: its broad kernels otherwise drift in pairs of opposite amplitudes and
 #: their loss does not settle), at a calibrated price.  A scale's value of a setting that
-#: is not in :data:`SCALE_SETTINGS` (the widest scale's ``a_max``) gives way to the
-#: user's.  The studies behind the choice are in ``docs/defaults.md`` ("One test for
-#: every scale", "Settling").
+#: is not in :data:`SCALE_SETTINGS` (the narrow scale's ``l1``, the widest scale's
+#: ``a_max``) gives way to the user's.  The studies behind the choice are in
+#: ``docs/defaults.md`` ("One test for every scale", "Settling", "A stronger penalty on the
+#: narrow scale").
 SCALES: dict[str, tuple[dict, ...]] = {
     "single": ({},),
-    "multi": ({}, {"n_kernels": 4, "sigma_end_quantile": 0.02, "epochs": 500},
+    "multi": ({"l1": 1.0}, {"n_kernels": 4, "sigma_end_quantile": 0.02, "epochs": 500},
               {"n_kernels": 4, "sigma_end_quantile": 0.5, "epochs": 300, "a_max": 5.0}),
 }
 
@@ -354,9 +356,10 @@ class NullConfig:
         combined (:data:`sparker.stats.AGGREGATIONS`).
     scales : {"auto", "multi", "single"}, default="auto"
         ``multi`` runs every configuration once per scale of :data:`SCALES`
-        (the default narrow ensemble plus two broader four-kernel ones, the
-        broadest with amplitudes clipped at 5 unless ``a_max`` is given, on
-        the same toys, aggregated); ``single`` runs the settings as given;
+        (the default narrow ensemble with an L1 penalty of 1 unless ``l1`` is
+        given, plus two broader four-kernel ones, the broadest with amplitudes
+        clipped at 5 unless ``a_max`` is given, on the same toys, aggregated);
+        ``single`` runs the settings as given;
         ``auto`` is ``multi`` unless a setting of :data:`SCALE_SETTINGS` is
         given.
     data_tolerance : float, default=3
