@@ -12,6 +12,7 @@ from sparker.baselines import c2st
 from sparker.baselines.c2st import c2st_statistic
 from sparker.app.bench import CI_SIZES, SIGNAL_PARAMETERS, STATISTICS, TESTS, power_study, write_study
 from sparker.app.cli import main
+from sparker.config import SCALES
 
 TINY = {"n_reference": 1_500, "n_background": 300}
 #: one broad clump in the middle: with fraction 0.5 (150 clump points on 300 uniform ones) a
@@ -121,8 +122,8 @@ def test_sparker_scales_are_aggregated_like_the_calibrated_test():
     json.dumps(study.to_dict())
     single = power_study("square2d", methods=["sparker"], fractions=[0.1], n_toys=3, n_null_draws=4,
                          params={"n_reference": 600, "n_background": 100}, seed=2,
-                         options={"sparker": {"scales": "single", "lr_centres": 0.1, "l1": 1.0}})
-    np.testing.assert_array_equal(single.statistics["sparker"][1], alt[:, 0])  # the narrow scale (l1 = 1)
+                         options={"sparker": {"scales": "single", "lr_centres": 0.1, **SCALES["multi"][0]}})
+    np.testing.assert_array_equal(single.statistics["sparker"][1], alt[:, 0])  # the narrow scale
 
 
 @pytest.mark.parametrize("kwargs, match", [

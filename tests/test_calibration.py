@@ -435,6 +435,8 @@ def test_aggregation_runs_every_configuration_on_the_same_toys(ref):
 
 # ------------------------------------------------------------------ scales
 def test_default_test_runs_three_scales_on_the_same_toys_and_shows_the_best():
+    from sparker.config import SCALES
+
     R, D = uniform(300, seed=1), uniform(30, seed=2)
     res = sparker.test(R, D, n_null=4, seed=1)
     assert [(s["n_kernels"], s["sigma_end_quantile"], s["epochs"]) for s in res.settings] == [
@@ -452,9 +454,9 @@ def test_default_test_runs_three_scales_on_the_same_toys_and_shows_the_best():
     assert "combines 3 configurations on the same toys" in text
     assert f"those of configuration {shown + 1} ({res.settings[shown]['n_kernels']} kernels" in text
     # a kernel-count (or width, epochs, layers) setting means exactly that configuration
-    one = sparker.test(R, D, n_null=4, seed=1, n_kernels=8, l1=1.0)
+    one = sparker.test(R, D, n_null=4, seed=1, n_kernels=8, **SCALES["multi"][0])
     assert len(one.settings) == 1 and one.per_config is None
-    assert one.statistic == pc["statistics"][0]  # the narrow scale is the default fit with l1 = 1
+    assert one.statistic == pc["statistics"][0]  # the narrow scale is the default fit with its preset's changes
     np.testing.assert_array_equal(one.null_distribution, null[:, 0])
 
 
