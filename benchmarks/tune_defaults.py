@@ -91,6 +91,10 @@ PER_SCALE = {
 }
 for _tag, _change in PER_SCALE.items():
     VARIANTS.update({_tag: _change, f"mid4-{_tag}": {**MID4, **_change}, f"wider4-{_tag}": {**WIDER4, **_change}})
+# the three scales of the 0.6 default test (l1-1, mid4, wider4-amax5, the amplitudes where Adam
+# got them) with the amplitudes solved where the width ends (``solve_amplitudes``, 0.7's default)
+for _label in ("l1-1", "mid4", "wider4-amax5"):
+    VARIANTS[f"{_label}-solve"] = {**VARIANTS[_label], "solve_amplitudes": True}
 
 #: scenario -> the rare signal fraction the study uses by default
 SCENARIOS = {"square2d": 0.05, "expo1d": 0.01, "gauss_highd": 0.01, "digits_novelty": 0.02,

@@ -495,6 +495,10 @@ def test_scales_resolve_from_the_settings():
     assert [c.l1 for c in training_configs({})] == [1.0, 0.5, 0.5]
     assert [c.l1 for c in training_configs({"l1": 0.25})] == [0.25, 0.25, 0.25]
     assert [c.l1 for c in training_configs({}, "single")] == [0.5]
+    # every scale solves its amplitudes where its width ends; a single fit and a user's False do not
+    assert [c.solve_amplitudes for c in training_configs({})] == [True, True, True]
+    assert [c.solve_amplitudes for c in training_configs({"solve_amplitudes": False})] == [False] * 3
+    assert [c.solve_amplitudes for c in training_configs({}, "single")] == [False]
     assert len(training_configs({"lr_centres": [0.1, 0.2]}, "multi")) == 6
     # a scale that repeats the given configuration runs once
     same = training_configs({"n_kernels": 4, "sigma_end_quantile": 0.02, "epochs": 500, "l1": 0.5}, "multi")

@@ -495,6 +495,56 @@ def test_settling_is_judged_after_the_last_reseeding():
     assert not _settled(drifting, drifting[-1], 1e-2, since=900)[0]
 
 
+# ---------------------------------------------------------------- amplitudes solved where the width ends
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("l1", [0.0, 0.5])
+def test_solved_amplitudes_meet_the_optimality_conditions(mode, l1):
+    """For fixed centres the penalised loss is convex in the amplitudes; the solution meets its
+    conditions: zero gradient of loss plus penalty where an amplitude is free, a loss slope no
+    steeper than the penalty where it is zero, and a slope pushing outwards at a bound."""
+    from sparker.model.polish import pool_rows, solve_amplitudes
+
+    X, r, dw = shifted_pool(n_ref=400, n_data=120, n_signal=30)
+    R, Dw = toy_weights(X, r, dw, 3, seed=2)  # B = 4
+    C = _init(X, R, Dw, 4, [0, 1, 2, 3])
+    a_max, sigma = 2.0, 0.4
+    Xa = augment_pool(X)
+    start = torch.zeros(4, 4, dtype=torch.float64)
+    A = solve_amplitudes(pool_rows(Xa, Xa, R, Dw, None, [(0, 200), (200, X.shape[0])]), C, start, sigma,
+                         COMPETITIONS[mode], l1=l1, a_min=-a_max, a_max=a_max, dtype=torch.float64)
+    assert torch.equal(start, torch.zeros(4, 4, dtype=torch.float64))  # the start is left alone
+    Ag = A.clone().requires_grad_(True)
+    torch_naive_loss(X, C, Ag, sigma, R, Dw, mode).sum().backward()
+    g, a = Ag.grad, A
+    tol = 1e-5 * (1.0 + g.abs().max())
+    free = (a.abs() > 1e-12) & (a.abs() < a_max)
+    assert (g + l1 * torch.sign(a))[free].abs().max() < tol
+    assert (g.abs()[a == 0] <= l1 + tol).all()
+    assert (g[a >= a_max] + l1 <= tol).all() and (g[a <= -a_max] - l1 >= -tol).all()
+    penalised = torch_naive_loss(X, C, A, sigma, R, Dw, mode) + l1 * A.abs().sum(1)
+    assert (penalised <= torch_naive_loss(X, C, start, sigma, R, Dw, mode) + 1e-12).all()
+
+
+def test_solving_the_amplitudes_settles_a_climbing_fit():
+    """Four kernels on a dense clump (30 points, std 0.01, in 400 uniform data points), 200
+    epochs: with Adam alone the clump's amplitude is still climbing when training ends (not
+    settled); solved where the width schedule ends, the loss is flat after it."""
+    from sparker import ConvergenceWarning, SparKer
+    from sparker.model.polish import solve_epoch
+
+    rng = np.random.default_rng(1)
+    reference = rng.uniform(size=(4000, 2))
+    data = np.concatenate([rng.uniform(size=(400, 2)), 0.5 + 0.01 * rng.normal(size=(30, 2))])
+    with pytest.warns(ConvergenceWarning):
+        adam = SparKer(n_kernels=4, epochs=200, seed=0).fit(reference, data)
+    solved = SparKer(n_kernels=4, epochs=200, seed=0, solve_amplitudes=True).fit(reference, data)
+    assert not adam.converged_ and solved.converged_
+    assert solve_epoch(200) == 180 and solve_epoch(5) == -1
+    assert solved.statistic_ > adam.statistic_
+
+
 # ---------------------------------------------------------------- precision of the log-kernels
 
 

@@ -112,7 +112,14 @@ def test_no_kernel_is_left_without_points():
 
 
 def test_statistic_does_not_fall_as_a_far_clump_moves_away():
-    t = [sparker.SparKer(seed=0, epochs=400).fit(*_far_clump(s)).statistic_ for s in (5.0, 8.0, 12.0)]
+    """With the amplitudes solved where the width ends, as the calibrated test's scales do.
+    Left to Adam, t depends on how far the clump's amplitude has climbed when training ends:
+    at shift 8 it was 7.0 of the clip's 10 (t = 228.7 against 307.4 at shift 5, loss not
+    settled), while the solved fits hold it at 10."""
+    fits = [sparker.SparKer(seed=0, epochs=400, solve_amplitudes=True).fit(*_far_clump(s))
+            for s in (5.0, 8.0, 12.0)]
+    t = [m.statistic_ for m in fits]
+    assert all(m.converged_ for m in fits)
     assert t[1] >= 0.97 * t[0] and t[2] >= 0.97 * t[1]
 
 

@@ -168,6 +168,11 @@ class TrainingConfig:
     reseed: bool = _setting(
         True, "Re-seed the least useful kernel onto the largest unexplained excess or deficit "
               "at fixed points of the schedule")
+    solve_amplitudes: bool = _setting(
+        False, "Where the width schedule ends, solve the amplitudes for the current centres and "
+               "width (the loss is convex in them: projected Newton steps) instead of leaving them "
+               "where Adam's fixed step had got them, so that the loss settles; on in every scale "
+               "of the calibrated test's default")
     standardize: str = _setting(
         "reference", "What the standardisation and default widths come from: the reference, or "
                      "the reference and data pooled (permutation tests use pooled)",
@@ -287,15 +292,19 @@ def validate_config(cfg: TrainingConfig) -> None:
 #: moderate excesses (four kernels to the 2% quantile) and broad excesses and deficits
 #: spanning a good part of the range (four kernels to the median distance, amplitudes
 #: clipped at 5: its broad kernels otherwise drift in pairs of opposite amplitudes and
-#: their loss does not settle), at a calibrated price.  A scale's value of a setting that
-#: is not in :data:`SCALE_SETTINGS` (the narrow scale's ``l1``, the widest scale's
-#: ``a_max``) gives way to the user's.  The studies behind the choice are in
-#: ``docs/defaults.md`` ("One test for every scale", "Settling", "A stronger penalty on the
-#: narrow scale").
+#: their loss does not settle), at a calibrated price; every scale solves its amplitudes
+#: where its width schedule ends (``solve_amplitudes``), so that its loss settles.  A
+#: scale's value of a setting that is not in :data:`SCALE_SETTINGS` (``solve_amplitudes``,
+#: the narrow scale's ``l1``, the widest scale's ``a_max``) gives way to the user's.  The
+#: studies behind the choice are in ``docs/defaults.md`` ("One test for every scale",
+#: "Settling", "A stronger penalty on the narrow scale", "Amplitudes solved where the width
+#: ends").
 SCALES: dict[str, tuple[dict, ...]] = {
     "single": ({},),
-    "multi": ({"l1": 1.0}, {"n_kernels": 4, "sigma_end_quantile": 0.02, "epochs": 500},
-              {"n_kernels": 4, "sigma_end_quantile": 0.5, "epochs": 300, "a_max": 5.0}),
+    "multi": ({"l1": 1.0, "solve_amplitudes": True},
+              {"n_kernels": 4, "sigma_end_quantile": 0.02, "epochs": 500, "solve_amplitudes": True},
+              {"n_kernels": 4, "sigma_end_quantile": 0.5, "epochs": 300, "a_max": 5.0,
+               "solve_amplitudes": True}),
 }
 
 #: Settings that choose the scale of the fit: given any of them, ``scales="auto"`` runs

@@ -96,35 +96,33 @@ class SparKer(BaseEstimator):
     schedule : {"geometric", "linear", "constant"}, default="geometric"
         Width annealing schedule; the end width is reached at 90% of the epochs.
     sigma_start, sigma_end : float, optional
-        Widths in standardised units.  By default the ``sigma_start_quantile``
-        (0.9) and ``sigma_end_quantile`` (0.003) quantiles of pairwise distances
-        of the standardised reference.
+        Widths in standardised units.  By default the ``sigma_start_quantile`` (0.9) and
+        ``sigma_end_quantile`` (0.003) quantiles of the standardised reference's distances.
     sigma_start_quantile, sigma_end_quantile : float
         Pairwise-distance quantiles that set the default start and end widths
         (0.003 localised the square2d clumps far better than 0.01: ``docs/defaults.md``).
     sigma_end_contrast : float, default=1e-2
-        Caps the default end width where distances concentrate (high dimensions): a
-        kernel centred on a reference point must weight a point at the median pairwise
-        distance at most this fraction of one at the ``sigma_end_quantile`` distance
-        (:func:`sparker.model.ensemble.contrast_width`).  1 turns the cap off.
+        Caps the default end width where distances concentrate (high dimensions): a kernel
+        must weight a point at the median pairwise distance at most this fraction of one at the
+        ``sigma_end_quantile`` distance (:func:`sparker.model.ensemble.contrast_width`); 1: off.
     lr_centres : float, default=0.07
-        Adam step of the centres, in units of the current width: a centre
-        moves by about ``lr_centres * sigma`` per step in any dimension (the
-        per-coordinate step is ``lr_centres * sigma / sqrt(d)``; 0.07 is the
-        square2d-tuned step of 0.05 per coordinate at d = 2).
+        Adam step of the centres, in units of the current width: a centre moves by about
+        ``lr_centres * sigma`` per step in any dimension (per coordinate ``lr_centres * sigma /
+        sqrt(d)``; 0.07 is the square2d-tuned step of 0.05 per coordinate at d = 2).
     lr_amplitudes : float, default=0.05
         Adam step of the amplitudes.
     a_max : float, default=10
-        Amplitudes are clipped to ``[-a_max, a_max]`` after every step (the
-        calibrated test's broadest scale clips at 5 unless this is given); at most
-        50, so that ``exp(f)`` stays finite in float32.
+        Amplitudes are clipped to ``[-a_max, a_max]`` after every step (the calibrated test's
+        broadest scale clips at 5 unless this is given); at most 50 (``exp(f)`` in float32).
     l1 : float, default=0.5
-        L1 penalty on the amplitudes, in loss units per unit amplitude (the statistic is
-        always the unpenalised ``-2 L``); it stops "dipoles" of overlapping kernels with large
-        opposite amplitudes from forming while the width is broad (``docs/defaults.md``). 0: off.
+        L1 penalty on the amplitudes, in loss units per unit amplitude (t is always the unpenalised
+        ``-2 L``); it stops "dipoles" of opposite kernels forming while the width is broad. 0: off.
     reseed : bool, default=True
-        Re-seed the least useful kernel onto the largest unexplained excess or
-        deficit at fixed points of the schedule (see :mod:`sparker.model.reseed`).
+        Re-seed the least useful kernel onto the largest unexplained excess or deficit at
+        fixed points of the schedule (see :mod:`sparker.model.reseed`).
+    solve_amplitudes : bool, default=False
+        Where the width schedule ends, set the amplitudes to the optimum for the current centres
+        and width (convex in them; :mod:`sparker.model.polish`); the calibrated test's default.
     standardize : {"reference", "pooled"}, default="reference"
         Standardisation and default widths from the reference, or from reference
         and data stacked (label-free: what permutation toys require).
@@ -189,6 +187,7 @@ class SparKer(BaseEstimator):
         a_max: float = _DEFAULT.a_max,
         l1: float = _DEFAULT.l1,
         reseed: bool = _DEFAULT.reseed,
+        solve_amplitudes: bool = _DEFAULT.solve_amplitudes,
         standardize: str = _DEFAULT.standardize,
         layers=None,
         n_expected: float | None = None,
@@ -213,6 +212,7 @@ class SparKer(BaseEstimator):
         self.a_max = a_max
         self.l1 = l1
         self.reseed = reseed
+        self.solve_amplitudes = solve_amplitudes
         self.standardize = standardize
         self.layers = layers
         self.n_expected = n_expected

@@ -29,6 +29,10 @@ __all__ = ["SCHEDULES", "width_schedule", "pairwise_distance_quantiles"]
 MIN_WIDTH = 1e-6
 
 
+#: Default fraction of the epochs at which a schedule reaches its end width.
+REACH = 0.9
+
+
 def _progress(epochs: int, reach: float) -> np.ndarray:
     stop = max(1, int(np.floor(reach * epochs)))
     return np.minimum(1.0, np.arange(epochs) / stop)
@@ -42,7 +46,7 @@ SCHEDULES: dict[str, Callable[[np.ndarray, float, float], np.ndarray]] = {
 
 
 def width_schedule(
-    name: str, epochs: int, sigma_start: float, sigma_end: float, *, reach: float = 0.9
+    name: str, epochs: int, sigma_start: float, sigma_end: float, *, reach: float = REACH
 ) -> np.ndarray:
     """Width at every epoch.
 

@@ -219,6 +219,7 @@ def fit_stack(
             a_max=layer.a_max,
             l1=layer.l1,
             reseed=layer.reseed,
+            solve_amplitudes=layer.solve_amplitudes,
             offset=offset,
             chunk_rows=layer.chunk_rows,
             record_every=layer.record_every,

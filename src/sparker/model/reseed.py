@@ -22,8 +22,8 @@ import torch
 
 from ..core.kernels import augment_centres, augment_centres_by_replica
 
-__all__ = ["RESEED_REFERENCE_ROWS", "candidate_block", "candidate_rows", "reseed_kernels", "reseed_scores",
-           "reseed_scores_batched"]
+__all__ = ["RESEED_REFERENCE_ROWS", "candidate_block", "candidate_rows", "reference_pass", "reseed_kernels",
+           "reseed_scores", "reseed_scores_batched"]
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ def reseed_scores_batched(batches, Xa, chunks, centres, amps, sigma, r, dw, off,
         nD_top = nD.gather(0, best.T)
     # 3. the reference once: its part of the kernel gains, and n_R at the best candidates
     nR = torch.zeros(top, B, dtype=torch.float64, device=dev)
-    for rows, weight in _reference_pass(batches, chunks, r):
+    for rows, weight in reference_pass(batches, chunks, r):
         Xr = Xa[rows]
         l = (Xr @ Ca).clamp_max_(0.0).view(Xr.shape[0], M, B)
         zero = torch.zeros_like(weight)
@@ -234,7 +234,7 @@ def _data_sums(Xd, Cb, aT, ddw, doff, Cyb, kp: int, sm: int, step: int):
     return gain, nD
 
 
-def _reference_pass(batches, chunks, r):
+def reference_pass(batches, chunks, r):
     """The rows of re-seeding's exact pass, as ``(rows, weights)`` blocks: the pool's chunks, or
     a random subset of :data:`RESEED_REFERENCE_ROWS` reference rows weighted up to the whole."""
     n_ref = len(batches.ref)

@@ -49,6 +49,7 @@ from ..core.kernels import augment_centres, augment_pool, get_competition
 from ..core.schedules import MIN_WIDTH
 from ..core.threads import adapted_threads
 from .batches import RowBatches, batch_loss_and_grad
+from .polish import batch_rows, pool_rows, solve_amplitudes as solve_amplitudes_at, solve_epoch
 from .reseed import candidate_block, candidate_rows, reseed_kernels
 from .step import centre_gradient, chunk_terms as _chunk_terms, terms as _terms
 
@@ -307,6 +308,7 @@ def train_replicas(
     reseed: bool = _DEFAULT.reseed,
     reseed_at=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
     reseed_margin: float = 1.0,
+    solve_amplitudes: bool = _DEFAULT.solve_amplitudes,
     n_candidates: int = 256,
     offset: torch.Tensor | None = None,
     augmented: torch.Tensor | None = None,
@@ -350,6 +352,12 @@ def train_replicas(
         excess or deficit at the epochs ``reseed_at`` (fractions of ``epochs``),
         when that gains more than ``reseed_margin`` in loss units; candidates
         are up to ``n_candidates`` data points per replica.
+    solve_amplitudes : bool
+        At the epoch where the width schedule ends (90% of ``epochs``, after that epoch's
+        re-seeding), set the amplitudes to the minimum of each replica's penalised loss for
+        the current centres and width (:func:`~sparker.model.polish.solve_amplitudes`: on
+        the whole pool, or with ``reference_batch`` on every data row and re-seeding's
+        reference rows), and clear their Adam momentum.
     offset : Tensor of shape (N, B), optional
         Fixed log ratio added to ``f`` (earlier layers of a multi-scale stack).
     augmented : Tensor of shape (N, d+2), optional
@@ -439,6 +447,7 @@ def train_replicas(
     fn, block, terms = _Kernels.get(fused, float(N if batches is None else batches.rows) * B * M * epochs)
 
     sqrt_d = math.sqrt(centres.shape[-1])
+    solve_at = solve_epoch(epochs) if solve_amplitudes else -1
     with adapted_threads(X.device):  # fewer torch threads while other processes keep the CPU's cores busy
         for e in range(epochs):
             sigma = float(widths[e])
@@ -447,6 +456,12 @@ def train_replicas(
                 n_moved += reseed_kernels(Xl, chunks, centres, amps, sigma, r, dw, off, comp, opt, cand_idx,
                                           reseed_margin, budget=chunk_elements(X.device), block=block,
                                           batches=batches)
+            if e == solve_at:
+                rows = (pool_rows(Xa, Xl, r, dw, off, chunks) if batches is None
+                        else batch_rows(batches, chunks, r, off))
+                amps.copy_(solve_amplitudes_at(rows, centres, amps, sigma, comp, l1=l1, a_min=-a_max,
+                                               a_max=a_max, dtype=dtype))
+                opt.m[1].zero_()  # no momentum carried past the solution
             if batches is None:
                 loss, ga, gmu = _loss_and_grad(Xa, chunks, centres, amps, sigma, r, dw, off, comp, fn=fn, Xl=Xl)
             else:
