@@ -543,6 +543,9 @@ def test_solving_the_amplitudes_settles_a_climbing_fit():
     assert not adam.converged_ and solved.converged_
     assert solve_epoch(200) == 180 and solve_epoch(5) == -1
     assert solved.statistic_ > adam.statistic_
+    for name in ("solve_amplitudes", "reseed"):
+        with pytest.raises(TypeError, match=f"^{name}: must be True or False, got 'yes'"):
+            SparKer(**{name: "yes"}).fit(reference, data)
 
 
 # ---------------------------------------------------------------- precision of the log-kernels

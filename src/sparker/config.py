@@ -269,8 +269,9 @@ def validate_config(cfg: TrainingConfig) -> None:
                          f"float32, got {cfg.a_max!r}")
     if not (is_real(cfg.l1) and math.isfinite(cfg.l1) and cfg.l1 >= 0):
         raise ValueError(f"l1: must be >= 0, got {cfg.l1!r}")
-    if not isinstance(cfg.reseed, (bool, np.bool_)):
-        raise TypeError(f"reseed: must be True or False, got {cfg.reseed!r}")
+    for name in ("reseed", "solve_amplitudes"):
+        if not isinstance(getattr(cfg, name), (bool, np.bool_)):
+            raise TypeError(f"{name}: must be True or False, got {getattr(cfg, name)!r}")
     rb = cfg.reference_batch
     if rb is not None and rb not in REFERENCE_BATCH_WORDS and (not is_int(rb) or rb < 1):
         raise ValueError(f"reference_batch: must be a positive integer, 'auto', 'all' or None, got {rb!r}")

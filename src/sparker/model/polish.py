@@ -27,6 +27,7 @@ import torch
 from ..core.kernels import augment_centres, augment_centres_by_replica
 from ..core.schedules import REACH
 from .reseed import reference_pass
+from .step import fused_gates
 
 __all__ = ["batch_rows", "pool_rows", "solve_amplitudes", "solve_epoch"]
 
@@ -47,19 +48,18 @@ def _pass(rows, centres, amps, sigma, comp, dtype):
     hess = torch.zeros(B, M, M, dtype=torch.float64, device=dev)
     aT = amps.T.to(dtype)  # (M, B)
     kp, sm = comp.k_power, comp.softmax
+    centre_rows = {}  # the centres' augmented columns, once per layout and precision of the rows
     for Xa, Xl, r, dw, off in rows:
-        if Xl.dim() == 2:  # shared rows: one product for every replica, kernel-major columns
-            n = Xl.shape[0]
-            Ca = augment_centres(centres.transpose(0, 1).to(Xl.dtype), sigma)  # (d+2, M*B)
-            l = (Xl @ Ca).to(dtype).clamp_max(0.0).view(n, M, B)
-        else:  # each replica's own rows
-            n = Xl.shape[1]
-            Cb = augment_centres_by_replica(centres.to(Xl.dtype), sigma)  # (B, d+2, M)
-            l = torch.bmm(Xl, Cb).to(dtype).clamp_max(0.0).permute(1, 2, 0)  # (n, M, B)
-        m = l.amax(1, keepdim=True)
-        e = torch.exp(l - m)
-        logc = kp * m - torch.log(e.sum(1, keepdim=True)) if sm else m
-        phi = (e * e if kp + sm == 2 else e) * torch.exp(logc)  # (n, M, B) gates
+        key = (Xl.dim(), Xl.dtype)
+        if key not in centre_rows:
+            centre_rows[key] = (augment_centres(centres.transpose(0, 1).to(Xl.dtype), sigma) if Xl.dim() == 2
+                                else augment_centres_by_replica(centres.to(Xl.dtype), sigma))
+        C = centre_rows[key]
+        if Xl.dim() == 2:  # shared rows: one product for every replica, kernel-major columns (d+2, M*B)
+            l = (Xl @ C).to(dtype).clamp_max(0.0).view(Xl.shape[0], M, B)
+        else:  # each replica's own rows: (B, d+2, M)
+            l = torch.bmm(Xl, C).to(dtype).clamp_max(0.0).permute(1, 2, 0)  # (n, M, B)
+        phi = fused_gates(l, kp, sm)[2]  # (n, M, B)
         f = (phi * aT).sum(1)  # (n, B)
         if off is not None:
             f = f + off

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["F_CLAMP", "centre_gradient", "chunk_terms", "gathered_terms", "terms"]
+__all__ = ["F_CLAMP", "centre_gradient", "chunk_terms", "fused_gates", "gathered_terms", "terms"]
 
 #: In float32 (and lower) precision, ``exp(f)`` is taken of ``min(f, F_CLAMP)``: only
 #: reachable by stacks or ``competition="none"`` with large amplitudes, it keeps the
@@ -61,8 +61,9 @@ def gathered_terms(Xg, Xlg, Cb, aT, r, dw, off, kp: int, sm: int, terms_fn=None)
     return loss, grad_a, G.reshape(n, M * B).sum(0), GX.transpose(0, 1).reshape(M * B, -1)
 
 
-def terms(l, aT, r, dw, off, kp: int, sm: int, need_grad: bool):
-    """Loss (B,), amplitude gradient (M, B) and ``dL/dl`` (n, M, B) of log-kernels ``l`` (n, M, B)."""
+def fused_gates(l, kp: int, sm: int):
+    """``e = exp(l - max_j l_j)`` (n, M, B), the softmax normaliser ``S = sum_j e_j`` (n, 1, B;
+    None without softmax) and the gates ``phi = k**kp * s**sm`` (n, M, B) of log-kernels ``l``."""
     m = l.amax(1, keepdim=True)  # (n, 1, B)
     e = torch.exp(l - m)  # (n, M, B), in (0, 1]
     if sm:
@@ -71,7 +72,12 @@ def terms(l, aT, r, dw, off, kp: int, sm: int, need_grad: bool):
     else:
         S = None
         logc = m
-    phi = (e * e if kp + sm == 2 else e) * torch.exp(logc)  # (n, M, B) gates
+    return e, S, (e * e if kp + sm == 2 else e) * torch.exp(logc)
+
+
+def terms(l, aT, r, dw, off, kp: int, sm: int, need_grad: bool):
+    """Loss (B,), amplitude gradient (M, B) and ``dL/dl`` (n, M, B) of log-kernels ``l`` (n, M, B)."""
+    e, S, phi = fused_gates(l, kp, sm)
     aphi = phi * aT  # (n, M, B)
     f = aphi.sum(1)  # (n, B)
     ftot = f if off is None else f + off
