@@ -419,10 +419,10 @@ def test_aggregation_runs_every_configuration_on_the_same_toys(ref):
     res = sparker.test(ref, data, n_null=19, seed=2, sigma_end_quantile=[0.02, 0.2], **SMALL)
     assert len(res.settings) == 2 and res.chi2 is None
     pc = res.per_config
-    assert pc["aggregation"] == "minp" and len(pc["statistics"]) == 2 and len(pc["pvalues"]) == 2
+    assert pc["aggregation"] == "minp-fisher" and len(pc["statistics"]) == 2 and len(pc["pvalues"]) == 2
     null = np.asarray(pc["null_statistics"])
     assert null.shape == (19, 2)
-    agg = aggregate(pc["statistics"], null, method="minp")
+    agg = aggregate(pc["statistics"], null, method="minp-fisher")
     assert res.pvalue == agg.pvalue and res.statistic == agg.statistic
     np.testing.assert_array_equal(res.null_distribution, agg.null_distribution)
     # column k is exactly the calibration of configuration k alone: the same toys
@@ -450,7 +450,7 @@ def test_default_test_runs_three_scales_on_the_same_toys_and_shows_the_best():
     assert res.model.n_kernels == res.settings[shown]["n_kernels"]
     assert res.model.statistic_ == pc["statistics"][shown]
     text, summary = res.verdict()["text"], res.verdict()["summary"]
-    assert summary.startswith("t = " + ", ".join(f"{t:.4g}" for t in pc["statistics"]) + " (3 configurations, minp)")
+    assert summary.startswith("t = " + ", ".join(f"{t:.4g}" for t in pc["statistics"]) + " (3 configurations, minp-fisher)")
     assert "combines 3 configurations on the same toys" in text
     assert f"those of configuration {shown + 1} ({res.settings[shown]['n_kernels']} kernels" in text
     # a kernel-count (or width, epochs, layers) setting means exactly that configuration

@@ -12,6 +12,7 @@ from scipy import stats as st
 
 from sparker.stats import (
     AGGREGATIONS,
+    PVALUE_RULES,
     AggregateResult,
     Chi2Fit,
     MedianZ,
@@ -296,7 +297,7 @@ def test_aggregate_minp_beats_diluted_meanp_on_sparse_signal():
     assert aggregate(t_obs, pool[:-1], "minp").pvalue < aggregate(t_obs, pool[:-1], "meanp").pvalue
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", PVALUE_RULES)
 def test_aggregation_rules_larger_is_more_significant(method):
     rule = AGGREGATIONS[method]
     p = np.array([[0.5, 0.4, 0.9], [0.5, 0.01, 0.9], [0.5, 0.4, 0.9]])  # (3, K)
@@ -304,6 +305,52 @@ def test_aggregation_rules_larger_is_more_significant(method):
     assert s.shape == (3,)
     assert s[1] > s[0] and s[0] == s[2]
     assert np.ndim(rule(p[0])) == 0
+
+
+def test_minp_fisher_keeps_min_p_on_one_config_and_pools_evidence_over_several():
+    rng = np.random.default_rng(5)
+    pool = correlated_null(rng, 100, 3)
+    null, base = pool[:-1], pool[-1]
+    # one configuration far beyond every toy: Fisher's sum dilutes it, min-p does not
+    sparse = base.copy()
+    sparse[0] = null[:, 0].max() + 3 * null[:, 0].std()
+    assert aggregate(sparse, null, "minp-fisher").pvalue <= 2 / 100
+    # every configuration moderately high (the 97% quantile of each): pooled evidence
+    broad = np.quantile(null, 0.97, axis=0)
+    assert aggregate(broad, null, "minp-fisher").pvalue <= 0.05 < aggregate(broad, null, "minp").pvalue
+
+
+def test_minp_fisher_is_a_symmetric_function_of_the_pool():
+    rng = np.random.default_rng(6)
+    pool = correlated_null(rng, 60, 3)
+    scores = AGGREGATIONS["minp-fisher"](pool)
+    order = rng.permutation(60)
+    np.testing.assert_allclose(AGGREGATIONS["minp-fisher"](pool[order]), scores[order])
+    # the observation's statistic and the toys' are those scores
+    result = aggregate(pool[0], pool[1:], "minp-fisher")
+    assert result.statistic == pytest.approx(scores[0])
+    np.testing.assert_allclose(result.null_distribution, scores[1:])
+
+
+def test_smooth_log_pvalues_go_beyond_the_rank_floor_and_handle_edges():
+    from sparker.stats import smooth_log_pvalues
+
+    rng = np.random.default_rng(7)
+    pool = rng.chisquare(5, size=(50, 2))
+    pool[0] = [pool[:, 0].max() + 5.0, pool[:, 1].max() + 50.0]
+    logp = smooth_log_pvalues(pool)
+    assert logp.shape == (50, 2) and np.all(logp >= 0)
+    assert np.all(logp[0] > logp[1:].max(axis=0))  # the top member of each column
+    assert logp[0, 1] > math.log(50)  # far beyond: below 1/n, the rank p-value's floor
+    assert logp[0, 1] > logp[0, 0]  # and farther beyond counts for more
+    # monotone within a column
+    order = np.argsort(pool[:, 0])
+    assert np.all(np.diff(logp[order, 0]) >= 0)
+    edge = np.column_stack([np.full(5, 2.0), [1.0, 2.0, 3.0, np.inf, -np.inf]])
+    out = smooth_log_pvalues(edge)
+    np.testing.assert_allclose(out[:, 0], math.log(2))  # constant column: p = 1/2
+    assert out[3, 1] == np.inf and out[4, 1] == 0.0
+    assert aggregate([1.0, np.inf], np.column_stack([np.ones(9), np.arange(9.0)]), "minp-fisher").pvalue == 0.1
 
 
 def test_aggregate_single_configuration_equals_empirical_pvalue():

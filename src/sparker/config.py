@@ -47,7 +47,7 @@ from .core.kernels import COMPETITIONS
 from .core.nulls import NULL_MODES
 from .core.standardize import STANDARDIZE_MODES
 from .core.schedules import MIN_WIDTH, SCHEDULES
-from .stats import AGGREGATIONS
+from .stats import AGGREGATIONS, DEFAULT_AGGREGATION
 
 __all__ = [
     "TrainingConfig", "LayerConfig", "NullConfig", "RunConfig", "validate_config", "validate_options",
@@ -287,7 +287,7 @@ def validate_config(cfg: TrainingConfig) -> None:
 # ------------------------------------------------------------------ scales of the calibrated test
 #: Scale presets of the calibrated test (:attr:`NullConfig.scales`): per preset, one dict
 #: per configuration of the settings it changes.  The configurations run on the same
-#: toys and their p-values are combined by ``aggregation`` (min-p by default), so the
+#: toys and their statistics are combined by ``aggregation`` (``minp-fisher`` by default), so the
 #: test sees small dense clumps (the default narrow ensemble, 0.3% distance quantile, with
 #: an L1 penalty of 1 so that its kernels do not climb onto lone null points),
 #: moderate excesses (four kernels to the 2% quantile) and broad excesses and deficits
@@ -361,9 +361,10 @@ class NullConfig:
     poisson : bool, optional
         Resample toys with Poisson(``N_0``) data counts; default: True when
         ``n_expected`` is given.
-    aggregation : {"minp", "fisher", "meanp"}, default="minp"
+    aggregation : {"minp-fisher", "minp", "fisher", "meanp"}, default="minp-fisher"
         How several configurations (scales, or settings given as lists) are
-        combined (:data:`sparker.stats.AGGREGATIONS`).
+        combined (:data:`sparker.stats.AGGREGATIONS`): by default the stronger of
+        min-p and Fisher over smooth per-configuration p-values.
     scales : {"auto", "multi", "single"}, default="auto"
         ``multi`` runs every configuration once per scale of :data:`SCALES`
         (the default narrow ensemble with an L1 penalty of 1 unless ``l1`` is
@@ -392,7 +393,7 @@ class NullConfig:
                                        fixed=True, metavar="N0", default_text="the data count")
     poisson: bool | None = _option(None, "draw each toy's data count from Poisson(N_0)", "switch",
                                    fixed=True, default_text="yes when --n-expected is given")
-    aggregation: str = _option("minp", "how configurations (scales, settings given as lists) are combined",
+    aggregation: str = _option(DEFAULT_AGGREGATION, "how configurations (scales, settings given as lists) are combined",
                                "choice", choices=AGGREGATIONS, fixed=True)
     scales: str = _option("auto", "multi: the default narrow ensemble and two broader ones on the same "
                           "toys, aggregated; single: the settings as given; auto: multi unless a "

@@ -153,8 +153,8 @@ class TestResult:
         """Which configurations (scales) were combined, their own p-values, and the one shown."""
         pc = self.per_config
         pvalues = ", ".join(f"{float(x):.3g}" for x in pc["pvalues"])
-        text = (f"It combines {len(pc['pvalues'])} configurations on the same toys ({pc['aggregation']} "
-                f"of their p-values {pvalues}).")
+        text = (f"It combines {len(pc['pvalues'])} configurations on the same toys (aggregation "
+                f"{pc['aggregation']}; their own p-values {pvalues}).")
         shown = pc.get("shown")
         if shown is not None and shown < len(self.settings):
             cfg = self.settings[shown]

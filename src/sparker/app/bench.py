@@ -52,7 +52,7 @@ from .._validation import check_choice, check_fraction, check_int
 from ..core import backends
 from ..io import atomic_write_text, write_json
 from ..methods import METHODS
-from ..stats import aggregate, binomial_interval, empirical_pvalue
+from ..stats import DEFAULT_AGGREGATION, aggregate, binomial_interval, empirical_pvalue
 
 log = logging.getLogger(__name__)
 
@@ -265,20 +265,21 @@ def _fmt_z(z) -> str:
     return f"{z:.2f}" if math.isfinite(z) else ("inf" if z > 0 else "-inf")
 
 
-def draw_pvalues(null: np.ndarray, alt: np.ndarray, method: str = "minp") -> np.ndarray:
+def draw_pvalues(null: np.ndarray, alt: np.ndarray, method: str = DEFAULT_AGGREGATION) -> np.ndarray:
     """Empirical p-value of every signal draw against the null draws, shape (n_alt,).
 
     One statistic per draw (shape (n,)): ``(1 + #{null >= t}) / (n_null + 1)``.  Several
     (shape (n, K), SparKer's scales): each signal draw's K statistics are combined with
     the null draws' exactly as the calibrated test combines them with its toys
-    (:func:`~sparker.stats.aggregate`, ``method``: min-p by default).
+    (:func:`~sparker.stats.aggregate`, ``method``: the calibrated test's default).
     """
     if alt.ndim == 1:
         return np.asarray(empirical_pvalue(alt, null), dtype=np.float64)
     return np.array([aggregate(t, null, method=method).pvalue for t in alt], dtype=np.float64)
 
 
-def power_from_draws(null: np.ndarray, alt: np.ndarray, alpha: float = 0.05, method: str = "minp") -> dict:
+def power_from_draws(null: np.ndarray, alt: np.ndarray, alpha: float = 0.05,
+                     method: str = DEFAULT_AGGREGATION) -> dict:
     """Power of the signal draws at ``alpha`` against thresholds from the null draws.
 
     Returns ``power`` with its 68 % Clopper-Pearson interval (``ci_low``, ``ci_high``) and

@@ -16,7 +16,7 @@ freedom is fitted to the null for asymptotic p and Z beyond the toys, with a
 KS goodness-of-fit p-value.
 
 Several configurations (settings given as lists) run on the *same* toys; their
-per-configuration p-values are aggregated (min-p by default, see
+per-configuration p-values are aggregated (``minp-fisher`` by default, see
 :data:`sparker.stats.AGGREGATIONS`) and the aggregated statistic is calibrated
 on those same toys.
 

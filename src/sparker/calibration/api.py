@@ -263,7 +263,7 @@ def calibrate(
     n_null, seed, n_expected, poisson, aggregation, data_tolerance, scales
         How toys are made and combined: :class:`~sparker.config.NullConfig`
         (100 toys, seed 0, exact counts unless ``n_expected`` is given; by
-        default three scales aggregated with min-p, see :data:`~sparker.config.SCALES`).
+        default three scales aggregated with ``minp-fisher``, see :data:`~sparker.config.SCALES`).
     replica_chunk, backend, scheduler, n_workers, checkpoint, progress, device
         How toys run: :class:`~sparker.config.RunConfig` (in this process by
         default; a ``checkpoint`` file makes a killed run resumable).

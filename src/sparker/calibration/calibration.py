@@ -70,7 +70,7 @@ class Calibration:
         ``resample``.
     seed : int
     aggregation : str
-        How several configurations are combined (``minp``, ``fisher``, ``meanp``).
+        How several configurations are combined (a key of :data:`sparker.stats.AGGREGATIONS`).
     data_tolerance : float
         With shape-only Poisson toys (no ``n_expected``), samples whose size
         lies within ``data_tolerance * sqrt(N_0)`` of ``N_0`` are accepted.

@@ -10,7 +10,8 @@ draws random numbers.
 :mod:`.chi2`               maximum-likelihood :math:`\chi^2_k` fit of the toys and
                            asymptotic p-values and Z beyond them
 :mod:`.aggregation`        several configurations on the same toys combined into
-                           one calibrated test (min-p, Fisher, mean-p)
+                           one calibrated test (min-p, Fisher, mean-p, both min-p
+                           and Fisher on smooth p-values)
 :mod:`.power`              power and median significance from signal toys, with
                            Clopper-Pearson intervals
 =========================  =========================================================
@@ -20,13 +21,16 @@ Every public name is importable from :mod:`sparker.stats` itself.
 
 from __future__ import annotations
 
-from .aggregation import AGGREGATIONS, AggregateResult, aggregate, per_config_pvalues
+from .aggregation import (AGGREGATIONS, DEFAULT_AGGREGATION, PVALUE_RULES, AggregateResult, aggregate,
+                          per_config_pvalues, smooth_log_pvalues)
 from .chi2 import Chi2Fit, fit_chi2
 from .power import MedianZ, PowerResult, binomial_interval, median_z, power, power_at_z
 from .pvalues import empirical_pvalue, toys_needed, zscore
 
 __all__ = [
     "AGGREGATIONS",
+    "DEFAULT_AGGREGATION",
+    "PVALUE_RULES",
     "AggregateResult",
     "Chi2Fit",
     "MedianZ",
@@ -39,6 +43,7 @@ __all__ = [
     "per_config_pvalues",
     "power",
     "power_at_z",
+    "smooth_log_pvalues",
     "toys_needed",
     "zscore",
 ]

@@ -1,9 +1,12 @@
-r"""Aggregation of several configurations evaluated on the same null toys (min-p, Fisher, mean-p).
+r"""Aggregation of several configurations evaluated on the same null toys.
 
 Section "Calibration" of ``docs/method.md``.  The observation and every toy get, per
-configuration, a leave-one-out empirical p-value against the other members of the pool;
-the ``K`` p-values are combined by a rule of :data:`AGGREGATIONS` (larger = more
-significant), and the combined statistic is calibrated on the same toys.
+configuration, a p-value against the other members of the pool; the ``K`` p-values are
+combined by a rule of :data:`AGGREGATIONS` (larger = more significant), and the combined
+statistic is calibrated on the same toys.  ``minp``, ``fisher`` and ``meanp`` combine
+leave-one-out empirical p-values; ``minp-fisher`` (the calibrated test's default) combines
+smooth per-configuration p-values twice, by their minimum and by Fisher's sum, and keeps the
+stronger of the two calibrated answers.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from .._validation import check_choice
 from ._checks import as_float_array, check_no_nan
 from .pvalues import pvalue_sorted
 
-__all__ = ["AGGREGATIONS", "AggregateResult", "aggregate", "per_config_pvalues"]
+__all__ = ["AGGREGATIONS", "DEFAULT_AGGREGATION", "PVALUE_RULES", "AggregateResult", "aggregate",
+           "per_config_pvalues", "smooth_log_pvalues"]
 
 
 def _agg_minp(p: np.ndarray) -> np.ndarray:
@@ -37,16 +41,71 @@ def _agg_meanp(p: np.ndarray) -> np.ndarray:
     return -np.mean(p, axis=-1)
 
 
+def _pool_rank_pvalues(values: np.ndarray) -> np.ndarray:
+    """(n,) -> (n,): each member's share of the pool at or above it, itself included (in [1/n, 1])."""
+    n = values.shape[0]
+    return (n - np.searchsorted(np.sort(values), values, side="left")) / n
+
+
+def smooth_log_pvalues(pool: np.ndarray) -> np.ndarray:
+    r"""Smooth per-configuration :math:`-\log p` of every member of a pool, shape (n, K) -> (n, K).
+
+    Each column is mapped by one function fitted to the whole column (so the map is a
+    symmetric function of the pool, applied to each member): a log-normal tail,
+    :math:`y = \log(t - \min t + 0.1\,s)` with :math:`s` the column's standard deviation,
+    standardised by the mean and standard deviation of :math:`y`, and
+    :math:`-\log p = -\log \bar\Phi(z)`.  Unlike the rank p-values of
+    :func:`per_config_pvalues` these do not stop at :math:`1/n`: a member far beyond every
+    other keeps a small p-value, comparable across configurations whose null statistics have
+    different spreads and skews.  Infinite members get 0 (``+inf``) or 1 (``-inf``); the
+    fit uses the finite ones, and a constant column gives every finite member 1/2.
+    """
+    n, n_configs = pool.shape
+    out = np.empty((n, n_configs))
+    for k in range(n_configs):
+        x = pool[:, k]
+        finite = np.isfinite(x)
+        z = np.where(x > 0, np.inf, -np.inf)  # the infinite members; finite ones below
+        xf = x[finite]
+        spread = float(np.std(xf)) if xf.size else 0.0
+        if spread > 0:
+            y = np.log(xf - xf.min() + 0.1 * spread)
+            sd_y = float(np.std(y))
+            z[finite] = (y - y.mean()) / sd_y if sd_y > 0 else 0.0
+        else:
+            z[finite] = 0.0
+        out[:, k] = -_st.norm.logsf(z)
+    return out
+
+
+def _agg_minp_fisher(pool: np.ndarray) -> np.ndarray:
+    """minp-fisher on a pool of statistics (n, K): ``-log min(q_min, q_fisher)`` per member."""
+    logp = smooth_log_pvalues(pool)  # (n, K)
+    q_min = _pool_rank_pvalues(np.max(logp, axis=1))
+    q_fisher = _pool_rank_pvalues(np.sum(logp, axis=1))
+    return -np.log(np.minimum(q_min, q_fisher))
+
+
 AGGREGATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "minp": _agg_minp,
     "fisher": _agg_fisher,
     "meanp": _agg_meanp,
+    "minp-fisher": _agg_minp_fisher,
 }
-"""Aggregation rules: each maps p-values of shape (..., K) to a statistic of shape (...).
+"""Aggregation rules, larger values more significant for every rule.
 
-Larger values are more significant for every rule: ``minp`` is :math:`-\\log \\min_k p_k`,
-``fisher`` is :math:`-\\sum_k \\log p_k`, ``meanp`` is :math:`-\\bar p`.
+The rules of :data:`PVALUE_RULES` map the members' empirical p-values, shape (..., K), to a
+statistic of shape (...): ``minp`` is :math:`-\\log \\min_k p_k`, ``fisher`` is
+:math:`-\\sum_k \\log p_k`, ``meanp`` is :math:`-\\bar p`.  ``minp-fisher`` maps the
+pool of statistics itself, shape (B + 1, K), to one statistic per member (see
+:func:`aggregate`).
 """
+
+#: the rules of :data:`AGGREGATIONS` that act on each member's empirical p-values alone
+PVALUE_RULES = ("minp", "fisher", "meanp")
+#: how the calibrated test combines its scales unless told otherwise (docs/defaults.md,
+#: "Aggregation of the scales")
+DEFAULT_AGGREGATION = "minp-fisher"
 
 
 def _check_configs(t_obs: Any, null: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -207,7 +266,7 @@ class AggregateResult:
         }
 
 
-def aggregate(t_obs: Any, null: Any, method: str = "minp") -> AggregateResult:
+def aggregate(t_obs: Any, null: Any, method: str = DEFAULT_AGGREGATION) -> AggregateResult:
     r"""Combine K configurations evaluated on the same toys into one calibrated test.
 
     Parameters
@@ -216,8 +275,9 @@ def aggregate(t_obs: Any, null: Any, method: str = "minp") -> AggregateResult:
         Observed statistic of each configuration.
     null : array-like of shape (n_toys, n_configs)
         Statistics of the same null toys under every configuration.
-    method : str, default="minp"
-        Key of :data:`AGGREGATIONS`: ``"minp"``, ``"fisher"`` or ``"meanp"``.
+    method : str, default="minp-fisher"
+        Key of :data:`AGGREGATIONS`: ``"minp-fisher"`` (:data:`DEFAULT_AGGREGATION`),
+        ``"minp"``, ``"fisher"`` or ``"meanp"``.
 
     Returns
     -------
@@ -252,13 +312,29 @@ def aggregate(t_obs: Any, null: Any, method: str = "minp") -> AggregateResult:
     the toys (a symmetric function of the pool, so exchangeability and exact validity are
     kept); only ties in both count against the observation. The smallest attainable
     p-value is then :math:`1/(B+1)` for every rule.
+
+    ``minp-fisher`` replaces the empirical per-configuration p-values by the smooth ones of
+    :func:`smooth_log_pvalues`, fitted to the pool of the observation and the toys, and
+    combines them twice: by their minimum (``S_min``) and by Fisher's sum (``S_F``). Each
+    member's :math:`q_{\min}` and :math:`q_F` are its shares of the pool at or above it in
+    ``S_min`` and ``S_F``, and its statistic is :math:`-\log \min(q_{\min}, q_F)`, which is
+    calibrated on the toys as above. Every step is a symmetric function of the pool
+    applied to each member, so the rows stay exchangeable and the test exactly valid. The
+    minimum keeps the power of min-p on a departure that one configuration sees; Fisher's
+    sum adds the power of pooled evidence when several see it; the smooth p-values let an
+    observation beyond every toy in one configuration count for how far beyond it is
+    (docs/defaults.md, "Aggregation of the scales").
     """
     check_choice(method, AGGREGATIONS, name="method")
     t_obs, null = _check_configs(t_obs, null)
     p_obs, p_null = _per_config_pvalues(t_obs, null)  # (K,), (B, K)
     rule = AGGREGATIONS[method]
-    statistic = float(rule(p_obs))
-    null_distribution = np.asarray(rule(p_null), dtype=np.float64)  # (B,)
+    if method in PVALUE_RULES:
+        statistic = float(rule(p_obs))
+        null_distribution = np.asarray(rule(p_null), dtype=np.float64)  # (B,)
+    else:  # a rule of the whole pool: the observation is row 0
+        scores = rule(np.vstack([t_obs[None, :], null]))  # (B+1,)
+        statistic, null_distribution = float(scores[0]), np.asarray(scores[1:], dtype=np.float64)
     key_obs, key_null = _tie_break_keys(t_obs, null)
     at_or_above = (null_distribution > statistic) | ((null_distribution == statistic) & (key_null >= key_obs))
     pvalue = float((1.0 + at_or_above.sum()) / (1.0 + null.shape[0]))
