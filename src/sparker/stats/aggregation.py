@@ -104,7 +104,7 @@ pool of statistics itself, shape (B + 1, K), to one statistic per member (see
 #: the rules of :data:`AGGREGATIONS` that act on each member's empirical p-values alone
 PVALUE_RULES = ("minp", "fisher", "meanp")
 #: how the calibrated test combines its scales unless told otherwise (docs/defaults.md,
-#: "Aggregation of the scales")
+#: "Aggregation of the scales (0.8)")
 DEFAULT_AGGREGATION = "minp-fisher"
 
 
@@ -323,7 +323,7 @@ def aggregate(t_obs: Any, null: Any, method: str = DEFAULT_AGGREGATION) -> Aggre
     minimum keeps the power of min-p on a departure that one configuration sees; Fisher's
     sum adds the power of pooled evidence when several see it; the smooth p-values let an
     observation beyond every toy in one configuration count for how far beyond it is
-    (docs/defaults.md, "Aggregation of the scales").
+    (docs/defaults.md, "Aggregation of the scales (0.8)").
     """
     check_choice(method, AGGREGATIONS, name="method")
     t_obs, null = _check_configs(t_obs, null)
