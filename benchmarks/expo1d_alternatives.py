@@ -10,8 +10,8 @@ arrays) and ``--n-signal`` draws of each alternative at its published size.
 Printed per method and alternative:
 
 - the power at alpha = 0.05 against thresholds from the null draws, with its 68%
-  Clopper-Pearson interval (SparKer's three scales combined by min-p, as its calibrated
-  test combines them);
+  Clopper-Pearson interval (SparKer's three scales combined by the calibrated test's
+  aggregation, ``sparker.stats.DEFAULT_AGGREGATION``);
 - the median Z from a chi2 fit of the null draws, the NPLM papers' convention for
   significances beyond the toys' resolution (SparKer: each scale's statistic through its
   own fit, the smallest p-value times 3, a Bonferroni bound for the three scales);

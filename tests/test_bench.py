@@ -10,7 +10,8 @@ import pytest
 from sparker import scenarios
 from sparker.baselines import c2st
 from sparker.baselines.c2st import c2st_statistic
-from sparker.app.bench import CI_SIZES, SIGNAL_PARAMETERS, STATISTICS, TESTS, power_study, write_study
+from sparker.app.bench import (CI_SIZES, SIGNAL_PARAMETERS, STATISTICS, TESTS, draw_seeds, power_study,
+                               write_study)
 from sparker.app.cli import main
 from sparker.config import SCALES
 
@@ -70,6 +71,22 @@ def test_statistic_mode_rows_thresholds_from_null_draws():
         assert all((c > 0).all() for c in study.cpu_seconds[m])
     assert null_row["cpu_seconds_per_draw"] == pytest.approx(float(np.mean(study.cpu_seconds["mmd"][0])))
     assert json.loads(json.dumps(study.to_dict()))["cpu_seconds"]["c2st"][1] == study.cpu_seconds["c2st"][1].tolist()
+
+
+def test_a_study_draw_is_made_again_from_its_seeds():
+    """benchmarks that score new statistics on a stored study's draws rebuild each draw from
+    draw_seeds: the same scenario draw and method seed give the stored statistic."""
+    study = power_study("square2d", methods=["mmd"], fractions=[0.5], n_toys=3, n_null_draws=2,
+                        params=BROAD, seed=5)
+    for i, fraction in enumerate(study.fractions):
+        seeds = draw_seeds(5, i, len(study.statistics["mmd"][i]))
+        assert len(set(seeds)) == len(seeds)
+        for j, (scenario_seed, method_seed) in enumerate(seeds):
+            params = {**BROAD, **SIGNAL_PARAMETERS["square2d"](fraction, BROAD)}
+            R, D, _ = scenarios.make("square2d", seed=scenario_seed, **params)
+            assert STATISTICS["mmd"](R, D, seed=method_seed) == study.statistics["mmd"][i][j]
+    # a study with more draws starts with the same ones
+    assert draw_seeds(5, 1, 5)[:3] == draw_seeds(5, 1, 3)
 
 
 def test_strong_signal_is_detected_with_enough_null_draws():

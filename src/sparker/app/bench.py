@@ -63,6 +63,7 @@ __all__ = [
     "TESTS",
     "PowerStudy",
     "draw_pvalues",
+    "draw_seeds",
     "power_from_draws",
     "plot_power",
     "power_study",
@@ -167,7 +168,9 @@ def _draw(shared: dict, method: str, fraction: float, scenario_seed: int, method
     return t, float(p), time.perf_counter() - start, time.process_time() - cpu
 
 
-def _seeds(seed: int, i_fraction: int, n: int) -> list[tuple[int, int]]:
+def draw_seeds(seed: int, i_fraction: int, n: int) -> list[tuple[int, int]]:
+    """Scenario and method seeds of the first ``n`` draws at the fraction in position
+    ``i_fraction`` of a study seeded ``seed``: the draws of a stored study can be made again."""
     out = []
     for j in range(n):
         ss = np.random.SeedSequence(seed, spawn_key=(i_fraction, j))
@@ -396,7 +399,7 @@ def _tasks(methods, fractions, seed: int, n_toys: int, n_null_draws: int | None)
     tasks = []
     for i, f in enumerate(fractions):
         n = (n_null_draws or n_toys) if f == 0.0 else n_toys
-        for s_scen, s_method in _seeds(seed, i, n):
+        for s_scen, s_method in draw_seeds(seed, i, n):
             for m in methods:
                 tasks.append((m, f, s_scen, s_method))
     return tasks
