@@ -1,0 +1,74 @@
+"""Which scale of the default calibrated test is off: per-scale p-values of a type-I study's tests.
+
+``sparker bench power --scenario S --mode calibrated --fractions 0 --n-toys N`` stores only
+each test's aggregated p-value.  This script makes the first ``--n-tests`` of those tests
+again from the study's seeds (``sparker.app.bench.draw_seeds``; the aggregated p-values come
+out identical) and prints, for every scale, its mean p-value, how many p-values are at most
+0.25, and in how many tests the observed statistic lies above the median of its own toys,
+with the one-sided binomial probability of so many (exchangeable toys put the observation
+above their median half the time).
+
+Usage (one study at a time on an idle machine)::
+
+    python benchmarks/scale_pvalues.py --scenario gauss_highd --n-tests 20 --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+from scipy import stats
+
+
+def _test(task: tuple) -> dict:
+    scenario, n_null, scenario_seed, method_seed = task
+    import torch
+
+    from sparker.app.bench import CI_SIZES, SIGNAL_PARAMETERS, TESTS
+    from sparker.scenarios import make
+
+    torch.set_num_threads(1)
+    params = {**CI_SIZES[scenario], **SIGNAL_PARAMETERS[scenario](0.0, CI_SIZES[scenario])}
+    reference, data, _ = make(scenario, seed=scenario_seed, **params)
+    result = TESTS["sparker"](reference, data, n_null=n_null, seed=method_seed)
+    pc = result.per_config
+    return {"p": float(result.pvalue), "scale_p": np.asarray(pc["pvalues"], float).tolist(),
+            "t": np.asarray(pc["statistics"], float).tolist(),
+            "toy_median": np.median(np.asarray(pc["null_statistics"], float), axis=0).tolist()}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--scenario", required=True)
+    ap.add_argument("--n-tests", type=int, default=20)
+    ap.add_argument("--n-null", type=int, default=19, help="toys per test (the study's --n-null)")
+    ap.add_argument("--seed", type=int, default=0, help="the study's --seed")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--out", help="write the per-test results here (JSON)")
+    args = ap.parse_args(argv)
+    from sparker.app.bench import draw_seeds
+
+    tasks = [(args.scenario, args.n_null, int(a), int(b))
+             for a, b in draw_seeds(args.seed, 0, args.n_tests)]
+    with ProcessPoolExecutor(args.workers) as ex:
+        rows = list(ex.map(_test, tasks))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(rows, f)
+    p = np.array([r["scale_p"] for r in rows])
+    above = np.array([r["t"] for r in rows]) > np.array([r["toy_median"] for r in rows])
+    n = len(rows)
+    print(f"{args.scenario}: {n} tests, aggregated p <= 0.25 in {sum(r['p'] <= 0.25 for r in rows)}")
+    print("| scale | mean p | p <= 0.25 | observed above toys' median | binomial probability |")
+    print("| --- | --- | --- | --- | --- |")
+    for k in range(p.shape[1]):
+        k_above = int(above[:, k].sum())
+        prob = stats.binomtest(k_above, n, 0.5, alternative="greater").pvalue
+        print(f"| {k} | {p[:, k].mean():.3f} | {int((p[:, k] <= 0.25).sum())} | {k_above} of {n} | {prob:.4f} |")
+
+
+if __name__ == "__main__":
+    main()
