@@ -77,7 +77,7 @@ def main(argv=None):
     p = np.array([r["scale_p"] for r in rows])
     above = np.array([r["t"] for r in rows]) > np.array([r["toy_median"] for r in rows])
     n = len(rows)
-    print(f"{args.scenario}: {n} tests, aggregated p <= 0.25 in {sum(r["p"] <= 0.25 + 1e-12 for r in rows)}")
+    print(f"{args.scenario}: {n} tests, aggregated p <= 0.25 in {sum(r['p'] <= 0.25 + 1e-12 for r in rows)}")
     print("| scale | mean p | p <= 0.25 | observed above toys' median | binomial probability |")
     print("| --- | --- | --- | --- | --- |")
     for k in range(p.shape[1]):
