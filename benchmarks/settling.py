@@ -12,6 +12,11 @@ Usage::
     python benchmarks/settling.py
     python benchmarks/settling.py --scenarios square2d:0.05,expo1d:0.01 --draws 2
     python benchmarks/settling.py --set a_max=3
+    python benchmarks/settling.py --last-reseed 0.8
+
+``--last-reseed`` drops the re-seeding points after that fraction of each layer's epochs
+(default: every tenth, from 0.1 to 0.9); it is not a setting of the library, so this script
+changes the trainer's default for its own process only.
 """
 
 from __future__ import annotations
@@ -53,7 +58,14 @@ def main(argv=None) -> None:
     p.add_argument("--draws", type=int, default=4, help="signal draws, and as many null draws")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="a training setting changed on every scale, e.g. a_max=3; repeatable")
+    p.add_argument("--last-reseed", type=float, default=None, metavar="FRACTION",
+                   help="re-seed only at the tenths of the epochs up to this fraction (default 0.9)")
     args = p.parse_args(argv)
+    if args.last_reseed is not None:
+        from sparker.model import trainer
+
+        points = trainer.train_replicas.__kwdefaults__["reseed_at"]
+        trainer.train_replicas.__kwdefaults__["reseed_at"] = tuple(q for q in points if q <= args.last_reseed + 1e-9)
     settings = {}
     for item in args.set:
         key, _, value = item.partition("=")
