@@ -13,10 +13,15 @@ Usage::
     python benchmarks/settling.py --scenarios square2d:0.05,expo1d:0.01 --draws 2
     python benchmarks/settling.py --set a_max=3
     python benchmarks/settling.py --last-reseed 0.8
+    python benchmarks/settling.py --scenarios genval:0.05 --explain
 
 ``--last-reseed`` drops the re-seeding points after that fraction of each layer's epochs
 (default: every tenth, from 0.1 to 0.9); it is not a setting of the library, so this script
-changes the trainer's default for its own process only.
+changes the trainer's default for its own process only.  ``--explain`` prints, for every fit
+that did not settle, what moved over the last tenth of its epochs (the settling window): the
+loss at its start and end, the largest step of the loss from one epoch to the next, and per
+kernel the end amplitude, the amplitude's change and the distance its centre moved (in
+standardised units); recording the trajectory does not change the fit.
 """
 
 from __future__ import annotations
@@ -38,18 +43,35 @@ DEFAULT_SCENARIOS = ("square2d:0.05,expo1d:0.01,gauss_highd:0.01,digits_novelty:
                      "shuttle_intrusion:0.01,genval:0.05,perturbed_uniform:0.3")
 
 
-def settled_counts(name: str, fraction: float, draws: int, settings: dict | None = None) -> np.ndarray:
+def settled_counts(name: str, fraction: float, draws: int, settings: dict | None = None,
+                   explain: bool = False) -> np.ndarray:
     """Fits whose loss settled, per configuration of the default test (with ``settings``
-    changed on every scale), shape (K,)."""
+    changed on every scale), shape (K,); with ``explain``, a line per fit that did not."""
     params = dict(CI_SIZES.get(name, {}))
     params.update(SIGNAL_PARAMETERS[name](fraction, params))
-    configs = training_configs(settings or {}, "multi")
+    configs = training_configs({**(settings or {}), **({"record_every": 1} if explain else {})}, "multi")
     counts = np.zeros(len(configs), dtype=int)
     for s in range(draws):
         reference, data = scenarios.make(name, seed=100 + s, **params)[:2]
         for k, cfg in enumerate(configs):
-            counts[k] += bool(np.all(from_config(cfg, seed=s).fit(reference, data).converged_))
+            model = from_config(cfg, seed=s).fit(reference, data)
+            counts[k] += bool(np.all(model.converged_))
+            if explain and not np.all(model.converged_):
+                print(f"  {name} {fraction:g}, scale {k}, draw {s}: {_window(model)}")
     return counts
+
+
+def _window(model) -> str:
+    """What moved over the settling window (the last tenth of the epochs) of a recorded fit."""
+    h = model.history_
+    loss = np.asarray(h["loss_per_epoch"])
+    start = len(loss) - len(loss) // 10
+    i0 = int(np.searchsorted(np.asarray(h["epoch"]), start))
+    amps, centres = np.asarray(h["amplitudes"]), model.standardizer_.transform(np.asarray(h["centres"]).reshape(-1, model.n_features_in_)).reshape(np.shape(h["centres"]))
+    moved = np.linalg.norm(centres[-1] - centres[i0], axis=-1)
+    return (f"t = {model.statistic_:.1f}; loss {loss[start]:.2f} -> {loss[-1]:.2f}, largest step "
+            f"{np.abs(np.diff(loss[start:])).max():.3f}; amplitudes {np.round(amps[-1], 2).tolist()}, changed by "
+            f"{np.round(amps[-1] - amps[i0], 2).tolist()}; centres moved {np.round(moved, 2).tolist()}")
 
 
 def main(argv=None) -> None:
@@ -60,6 +82,7 @@ def main(argv=None) -> None:
                    help="a training setting changed on every scale, e.g. a_max=3; repeatable")
     p.add_argument("--last-reseed", type=float, default=None, metavar="FRACTION",
                    help="re-seed only at the tenths of the epochs up to this fraction (default 0.9)")
+    p.add_argument("--explain", action="store_true", help="print what moved in every fit that did not settle")
     args = p.parse_args(argv)
     if args.last_reseed is not None:
         from sparker.model import trainer
@@ -82,7 +105,7 @@ def main(argv=None) -> None:
         name, _, frac = item.partition(":")
         for fraction in (float(frac), 0.0):
             start = time.perf_counter()
-            counts = settled_counts(name, fraction, args.draws, settings)
+            counts = settled_counts(name, fraction, args.draws, settings, args.explain)
             cells = " | ".join(f"{k}/{args.draws}" for k in counts)
             print(f"| {name} | {fraction:g} | {cells} | {time.perf_counter() - start:.0f} |", flush=True)
 
