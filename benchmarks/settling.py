@@ -55,8 +55,9 @@ def settled_counts(name: str, fraction: float, draws: int, settings: dict | None
         reference, data = scenarios.make(name, seed=100 + s, **params)[:2]
         for k, cfg in enumerate(configs):
             model = from_config(cfg, seed=s).fit(reference, data)
-            counts[k] += bool(np.all(model.converged_))
-            if explain and not np.all(model.converged_):
+            settled = bool(np.all(model.converged_))
+            counts[k] += settled
+            if explain and not settled:
                 print(f"  {name} {fraction:g}, scale {k}, draw {s}: {_window(model)}")
     return counts
 
@@ -67,7 +68,8 @@ def _window(model) -> str:
     loss = np.asarray(h["loss_per_epoch"])
     start = len(loss) - len(loss) // 10
     i0 = int(np.searchsorted(np.asarray(h["epoch"]), start))
-    amps, centres = np.asarray(h["amplitudes"]), model.standardizer_.transform(np.asarray(h["centres"]).reshape(-1, model.n_features_in_)).reshape(np.shape(h["centres"]))
+    amps = np.asarray(h["amplitudes"])
+    centres = model.standardizer_.transform(np.asarray(h["centres"]))  # (epochs recorded, M, d), standardised
     moved = np.linalg.norm(centres[-1] - centres[i0], axis=-1)
     return (f"t = {model.statistic_:.1f}; loss {loss[start]:.2f} -> {loss[-1]:.2f}, largest step "
             f"{np.abs(np.diff(loss[start:])).max():.3f}; amplitudes {np.round(amps[-1], 2).tolist()}, changed by "
