@@ -95,6 +95,13 @@ for _tag, _change in PER_SCALE.items():
 # got them) with the amplitudes solved where the width ends (``solve_amplitudes``, 0.7's default)
 for _label in ("l1-1", "mid4", "wider4-amax5"):
     VARIANTS[f"{_label}-solve"] = {**VARIANTS[_label], "solve_amplitudes": True}
+# the default test's narrow scale with its schedule stretched by half (1,500 epochs): a longer
+# settling window after the solve (docs/defaults.md, "Settling")
+VARIANTS["l1-1-solve-e1500"] = {**VARIANTS["l1-1-solve"], "epochs": 1500}
+# the widest scale ending further out: at the 80 % or 90 % distance quantile (kernel NPLM's
+# width is the 90 % quantile), for excesses as broad as a third of the range (Expo1D H2)
+for _q in (0.8, 0.9):
+    VARIANTS[f"widest-q{_q:g}"] = {**VARIANTS["wider4-amax5-solve"], "sigma_end_quantile": _q}
 
 #: scenario -> the rare signal fraction the study uses by default
 SCENARIOS = {"square2d": 0.05, "expo1d": 0.01, "gauss_highd": 0.01, "digits_novelty": 0.02,
